@@ -1,0 +1,40 @@
+//! Garbage collection of a layout: mark from every descriptor in `index.json`, sweep the rest.
+//!
+//! Safe against concurrent writers through the layout's GC lock (see `layout`): GC waits until
+//! no writer is between its first blob and its ref update, and writers wait while GC runs.
+
+use anyhow::{Context, Result};
+
+use crate::digest::Digest;
+use crate::graph;
+use crate::layout::Layout;
+
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// The blobs removed, with their sizes.
+    pub removed: Vec<(Digest, u64)>,
+}
+
+impl Collected {
+    pub fn bytes(&self) -> u64 {
+        self.removed.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// Removes every blob not reachable from `index.json`. If any root cannot be read, nothing is
+/// removed: the error says which.
+pub fn collect(layout: &Layout) -> Result<Collected> {
+    let _gc = layout.lock_for_gc()?;
+    let _index = layout.lock_index()?;
+    let index = layout.read_index()?;
+    let live = graph::reachable(layout, index.entries()).context("garbage collection refused")?;
+    let mut collected = Collected::default();
+    for (digest, size) in layout.list_blobs()? {
+        if !live.digests.contains(&digest) {
+            layout.remove_blob(&digest)?;
+            collected.removed.push((digest, size));
+        }
+    }
+    layout.remove_stale_temp_files()?;
+    Ok(collected)
+}

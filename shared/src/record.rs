@@ -1,0 +1,131 @@
+//! The JSON Lines protocol: image records on stdout, images named by arguments or by records
+//! (or plain reference lines) on stdin.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::digest::Digest;
+
+/// One image, as every tool prints it. Tools add their own fields through `extra`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub digest: Digest,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub size: u64,
+    pub layout: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// Writes one record as one line on stdout.
+pub fn print(record: &impl Serialize) -> Result<()> {
+    let mut line = serde_json::to_vec(record).context("serialising a record")?;
+    line.push(b'\n');
+    let mut out = io::stdout().lock();
+    out.write_all(&line).and_then(|_| out.flush()).context("writing to stdout")
+}
+
+/// An image a tool was asked to work on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Input {
+    /// A reference, or a digest for an entry without a name.
+    pub name: String,
+    /// The layout named in the record this came from, if any.
+    pub layout: Option<PathBuf>,
+}
+
+/// The images named by arguments or, with none and stdin not a terminal, by stdin lines.
+pub fn inputs(args: &[String]) -> Result<Vec<Input>> {
+    if !args.is_empty() {
+        return Ok(args.iter().map(|a| Input { name: a.clone(), layout: None }).collect());
+    }
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for line in stdin.lock().lines() {
+        if let Some(input) = parse_line(&line.context("reading stdin")?)? {
+            out.push(input);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads exactly one line of stdin, byte by byte, so the rest stays for someone else
+/// (img-run hands it to the container).
+pub fn read_one_input() -> Result<Option<Input>> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    let stdin = io::stdin();
+    let mut raw = stdin.lock();
+    loop {
+        // Unbuffered on purpose: a BufReader would swallow the container's input.
+        match std::io::Read::read(&mut raw, &mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("reading stdin"),
+        }
+    }
+    parse_line(&String::from_utf8(line).context("stdin: not UTF-8")?)
+}
+
+/// A JSON record names its image by `ref` (else `digest`), also nested under `image` as
+/// img-unpack prints it; any other non-empty line is a plain reference.
+pub fn parse_line(line: &str) -> Result<Option<Input>> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Ok(None);
+    }
+    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(line) else {
+        return Ok(Some(Input { name: line.to_string(), layout: None }));
+    };
+    let image = match obj.get("image") {
+        Some(Value::Object(inner)) => inner,
+        _ => &obj,
+    };
+    let text = |k: &str| image.get(k).and_then(Value::as_str).map(str::to_string);
+    let name = text("ref")
+        .or_else(|| text("digest"))
+        .with_context(|| format!("stdin record has neither \"ref\" nor \"digest\": {line}"))?;
+    Ok(Some(Input { name, layout: text("layout").map(PathBuf::from) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_records_and_plain_lines() {
+        assert_eq!(parse_line("  ").unwrap(), None);
+        assert_eq!(parse_line("alpine:3").unwrap().unwrap().name, "alpine:3");
+        let r = parse_line(r#"{"ref":"a:1","digest":"sha256:x","layout":"/l"}"#).unwrap().unwrap();
+        assert_eq!(r, Input { name: "a:1".into(), layout: Some("/l".into()) });
+        let nested = parse_line(r#"{"bundle":"/b","image":{"ref":"b:2","layout":"/m"}}"#).unwrap().unwrap();
+        assert_eq!(nested, Input { name: "b:2".into(), layout: Some("/m".into()) });
+        let by_digest = parse_line(r#"{"digest":"sha256:ab"}"#).unwrap().unwrap();
+        assert_eq!(by_digest.name, "sha256:ab");
+        assert!(parse_line(r#"{"size":1}"#).is_err());
+    }
+
+    #[test]
+    fn record_round_trips_with_extra_fields() {
+        let json = r#"{"ref":"docker.io/library/a:1","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","mediaType":"m","size":3,"layout":"/l","platform":"linux/amd64","layers":2}"#;
+        let r: ImageRecord = serde_json::from_str(json).unwrap();
+        assert_eq!(r.extra["layers"], 2);
+        let back: Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(back, serde_json::from_str::<Value>(json).unwrap());
+    }
+}

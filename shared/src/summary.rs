@@ -1,0 +1,112 @@
+//! What `img-ls` shows of an image: platforms, creation time, layer count and total size.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::digest::Digest;
+use crate::document::{self, Descriptor};
+use crate::layout::Layout;
+use crate::media_type::{self, Kind};
+use crate::record::ImageRecord;
+
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub descriptor: Descriptor,
+    /// One for an image, every present child's for an index.
+    pub platforms: Vec<String>,
+    /// RFC 3339, from the config (the newest child's for an index).
+    pub created: Option<String>,
+    /// Distinct layers.
+    pub layers: usize,
+    /// Bytes of every distinct blob the image references (manifests, configs, layers).
+    pub size: u64,
+}
+
+/// Summarises the image an `index.json` entry points at, reading and verifying its manifests
+/// and configs.
+pub fn summarise(layout: &Layout, root: &Descriptor) -> Result<Summary> {
+    let mut acc = Accumulator::default();
+    acc.visit(layout, root, true)?;
+    Ok(Summary {
+        descriptor: root.clone(),
+        platforms: acc.platforms,
+        created: acc.created,
+        layers: acc.layers.len(),
+        size: acc.blobs.values().sum(),
+    })
+}
+
+#[derive(Default)]
+struct Accumulator {
+    platforms: Vec<String>,
+    created: Option<String>,
+    layers: BTreeMap<Digest, u64>,
+    blobs: BTreeMap<Digest, u64>,
+}
+
+impl Accumulator {
+    fn visit(&mut self, layout: &Layout, desc: &Descriptor, required: bool) -> Result<()> {
+        if !required && !layout.has_blob(&desc.digest) {
+            return Ok(()); // a platform this copy of the index does not hold
+        }
+        self.blobs.insert(desc.digest.clone(), desc.size);
+        match desc.kind() {
+            Kind::Index => {
+                let bytes = layout.read_blob(&desc.digest)?;
+                let index = document::parse_index(&bytes).with_context(|| format!("index {}", desc.digest))?;
+                for child in &index.manifests {
+                    self.visit(layout, child, false)?;
+                }
+            }
+            Kind::Manifest => {
+                let bytes = layout.read_blob(&desc.digest)?;
+                let m = document::parse_manifest(&bytes).with_context(|| format!("manifest {}", desc.digest))?;
+                self.blobs.insert(m.config.digest.clone(), m.config.size);
+                for l in &m.layers {
+                    self.blobs.insert(l.digest.clone(), l.size);
+                    self.layers.insert(l.digest.clone(), l.size);
+                }
+                let mut platform = desc.platform.as_ref().map(ToString::to_string);
+                if media_type::is_image_config(&m.config.media_type) {
+                    let bytes = layout.read_blob(&m.config.digest)?;
+                    let config = document::parse_config(&bytes).with_context(|| format!("config {}", m.config.digest))?;
+                    platform.get_or_insert_with(|| config.platform().to_string());
+                    if config.created > self.created {
+                        self.created = config.created;
+                    }
+                }
+                self.platforms.extend(platform);
+            }
+            Kind::Blob => {}
+        }
+        Ok(())
+    }
+}
+
+impl Summary {
+    /// The JSON record `img-ls` prints.
+    pub fn record(&self, layout: &Path) -> ImageRecord {
+        let mut extra = BTreeMap::new();
+        if let Some(c) = &self.created {
+            extra.insert("created".into(), Value::from(c.clone()));
+        }
+        extra.insert("layers".into(), Value::from(self.layers));
+        extra.insert("bytes".into(), Value::from(self.size));
+        let is_index = self.descriptor.kind() == Kind::Index;
+        if is_index {
+            extra.insert("platforms".into(), Value::from(self.platforms.clone()));
+        }
+        ImageRecord {
+            reference: self.descriptor.ref_name().map(str::to_string),
+            digest: self.descriptor.digest.clone(),
+            media_type: self.descriptor.media_type.clone(),
+            size: self.descriptor.size,
+            layout: layout.to_path_buf(),
+            platform: if is_index { None } else { self.platforms.first().cloned() },
+            extra,
+        }
+    }
+}

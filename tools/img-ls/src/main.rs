@@ -1,0 +1,102 @@
+//! img-ls: list the images of an OCI image layout.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use img::cli::{self, LayoutArg};
+use img::layout::Layout;
+use img::summary::{self, Summary};
+use img::{record, refs, store};
+
+/// List the images in an OCI image layout: a table on a terminal, JSON Lines otherwise.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    layout: LayoutArg,
+    /// Print JSON Lines even on a terminal
+    #[arg(long)]
+    json: bool,
+    /// Only images matching these references (a name without a tag matches all its tags)
+    filters: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    cli::run("img-ls", || {
+        let args = Args::parse();
+        let path = store::choose_layout(args.layout.layout.as_deref(), None)?;
+        if !path.join("oci-layout").exists() && !path.join("index.json").exists() {
+            return Ok(ExitCode::SUCCESS); // nothing stored yet is an empty list
+        }
+        let layout = Layout::open(&path)?;
+        let index = layout.read_index()?;
+        let entries = index.entries();
+        let selected: Vec<usize> = if args.filters.is_empty() {
+            (0..entries.len()).collect()
+        } else {
+            let mut all: Vec<usize> = args.filters.iter().flat_map(|f| refs::filter(entries, f)).collect();
+            all.sort();
+            all.dedup();
+            all
+        };
+
+        let table = !args.json && std::io::stdout().is_terminal();
+        let mut rows = Vec::new();
+        let mut failed = false;
+        for &i in &selected {
+            let entry = &entries[i];
+            match summary::summarise(&layout, entry) {
+                Ok(s) if table => rows.push(s),
+                Ok(s) => record::print(&s.record(layout.root()))?,
+                Err(e) => {
+                    let name = entry.ref_name().map_or_else(|| entry.digest.to_string(), str::to_string);
+                    eprintln!("img-ls: {name}: {}", cli::one_line(&e));
+                    failed = true;
+                }
+            }
+        }
+        if table {
+            print_table(&rows);
+        }
+        Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    })
+}
+
+fn print_table(rows: &[Summary]) {
+    let mut lines = vec![["REFERENCE", "DIGEST", "PLATFORM", "SIZE", "CREATED"].map(String::from)];
+    for s in rows {
+        lines.push([
+            s.descriptor.ref_name().unwrap_or("<none>").to_string(),
+            s.descriptor.digest.short().to_string(),
+            if s.platforms.is_empty() { "-".into() } else { s.platforms.join(",") },
+            human_size(s.size),
+            s.created.as_deref().map_or("-".into(), short_time),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
+    for line in &lines {
+        let cells: Vec<String> = line.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// `2024-05-01T12:34:56.789Z` → `2024-05-01 12:34`.
+fn short_time(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..16)) {
+        (Some(date), Some(time)) => format!("{date} {time}"),
+        _ => rfc3339.to_string(),
+    }
+}

@@ -1,0 +1,124 @@
+//! img-rm: remove image references from a layout and collect the garbage they leave.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Parser;
+use img::cli::{self, LayoutArg};
+use img::digest::Digest;
+use img::document::Descriptor;
+use img::layout::Layout;
+use img::record::{self, ImageRecord, Input};
+use img::{gc, graph, store};
+use serde_json::{Value, json};
+
+/// Remove images (by reference or digest, as arguments or JSON Lines on stdin) and
+/// garbage-collect the blobs nothing else uses.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    layout: LayoutArg,
+    /// Ignore references that are not there
+    #[arg(short, long)]
+    force: bool,
+    /// Remove the references only; leave the blobs for a later `img-rm --prune`
+    #[arg(long, conflicts_with = "prune")]
+    no_gc: bool,
+    /// Remove nothing; only collect blobs no image uses
+    #[arg(long, conflicts_with = "images")]
+    prune: bool,
+    /// References (`alpine:3.20`) or digests (`sha256:…`) of the images to remove
+    images: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    cli::run("img-rm", || {
+        let args = Args::parse();
+        let flag = args.layout.layout.as_deref();
+        if args.prune {
+            let layout = Layout::open(store::choose_layout(flag, None)?)?;
+            let collected = gc::collect(&layout)?;
+            record::print(&json!({
+                "layout": layout.root(),
+                "freedBlobs": collected.removed.len(),
+                "freedBytes": collected.bytes(),
+            }))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let inputs = record::inputs(&args.images)?;
+        if inputs.is_empty() {
+            bail!("no image given: name references as arguments or JSON Lines on stdin (or use --prune)");
+        }
+        // Records from a pipeline may come from several layouts; each is handled on its own.
+        let mut by_layout: BTreeMap<PathBuf, Vec<Input>> = BTreeMap::new();
+        for input in inputs {
+            let path = store::choose_layout(flag, input.layout.as_deref())?;
+            by_layout.entry(path).or_default().push(input);
+        }
+        let mut ok = true;
+        for (path, inputs) in by_layout {
+            ok &= remove_from(&path, &inputs, &args)?;
+        }
+        Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    })
+}
+
+/// Removes the named entries of one layout in a single index update, then collects garbage.
+/// Returns false if a name was not found (and not forced) or collection failed.
+fn remove_from(path: &std::path::Path, inputs: &[Input], args: &Args) -> Result<bool> {
+    let layout = Layout::open(path)?;
+    let mut ok = true;
+    let removed: Vec<Descriptor> = layout.update_index(|index| {
+        let mut positions = BTreeSet::new();
+        for input in inputs {
+            let found = index.find(&input.name);
+            if found.is_empty() && !args.force {
+                eprintln!("img-rm: {}: no such image in {}", input.name, layout.root().display());
+                ok = false;
+            }
+            positions.extend(found);
+        }
+        Ok(index.remove(&positions.into_iter().collect::<Vec<_>>()))
+    })?;
+
+    let mut freed: Vec<(u64, u64)> = vec![(0, 0); removed.len()];
+    if !args.no_gc && !removed.is_empty() {
+        // What each removed image reached, to say which freed blobs were its own.
+        let reached: Vec<BTreeSet<Digest>> = removed
+            .iter()
+            .map(|d| graph::reachable(&layout, std::slice::from_ref(d)).map(|r| r.digests).unwrap_or_default())
+            .collect();
+        match gc::collect(&layout) {
+            Ok(collected) => {
+                for (digest, size) in &collected.removed {
+                    if let Some(i) = reached.iter().position(|r| r.contains(digest)) {
+                        freed[i].0 += 1;
+                        freed[i].1 += size;
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("img-rm: {}", cli::one_line(&e));
+                ok = false;
+            }
+        }
+    }
+    for (d, (blobs, bytes)) in removed.iter().zip(freed) {
+        let mut extra = BTreeMap::new();
+        extra.insert("freedBlobs".to_string(), Value::from(blobs));
+        extra.insert("freedBytes".to_string(), Value::from(bytes));
+        record::print(&ImageRecord {
+            reference: d.ref_name().map(str::to_string),
+            digest: d.digest.clone(),
+            media_type: d.media_type.clone(),
+            size: d.size,
+            layout: layout.root().to_path_buf(),
+            platform: d.platform.as_ref().map(ToString::to_string),
+            extra,
+        })?;
+    }
+    Ok(ok)
+}
