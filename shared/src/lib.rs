@@ -14,3 +14,4 @@ pub mod reference;
 pub mod refs;
 pub mod store;
 pub mod summary;
+pub mod test_image;

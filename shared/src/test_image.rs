@@ -1,0 +1,498 @@
+//! A builder of OCI images for tests: layers from a list of entries (files, directories,
+//! symlinks, hardlinks, whiteouts, FIFOs, devices, with modes, owners, times and xattrs), plus a
+//! config and a manifest, written into a layout or kept as blobs to serve from a registry.
+//!
+//! Every later test makes its images with this, so nothing needs the internet.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use crate::digest::Digest;
+use crate::document::{Descriptor, to_canonical_json};
+use crate::layout::Layout;
+use crate::media_type;
+use crate::platform::Platform;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    File(Vec<u8>),
+    Dir,
+    Symlink(String),
+    Hardlink(String),
+    Fifo,
+    CharDevice(u32, u32),
+    BlockDevice(u32, u32),
+}
+
+/// One tar entry of a layer.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub path: String,
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    pub xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+impl Entry {
+    fn new(path: &str, kind: Kind, mode: u32) -> Entry {
+        Entry {
+            path: path.to_string(),
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: 1_700_000_000,
+            xattrs: BTreeMap::new(),
+        }
+    }
+
+    pub fn file(path: &str, content: impl AsRef<[u8]>) -> Entry {
+        Entry::new(path, Kind::File(content.as_ref().to_vec()), 0o644)
+    }
+
+    pub fn dir(path: &str) -> Entry {
+        Entry::new(path, Kind::Dir, 0o755)
+    }
+
+    pub fn symlink(path: &str, target: &str) -> Entry {
+        Entry::new(path, Kind::Symlink(target.to_string()), 0o777)
+    }
+
+    /// A hardlink to `target`, a path in the image (this or an earlier layer).
+    pub fn hardlink(path: &str, target: &str) -> Entry {
+        Entry::new(path, Kind::Hardlink(target.to_string()), 0o644)
+    }
+
+    pub fn fifo(path: &str) -> Entry {
+        Entry::new(path, Kind::Fifo, 0o644)
+    }
+
+    pub fn char_device(path: &str, major: u32, minor: u32) -> Entry {
+        Entry::new(path, Kind::CharDevice(major, minor), 0o666)
+    }
+
+    pub fn block_device(path: &str, major: u32, minor: u32) -> Entry {
+        Entry::new(path, Kind::BlockDevice(major, minor), 0o660)
+    }
+
+    /// Deletes `path` of lower layers (`dir/.wh.name`).
+    pub fn whiteout(path: &str) -> Entry {
+        let (dir, name) = path.rsplit_once('/').map_or(("", path), |(d, n)| (d, n));
+        let wh = if dir.is_empty() { format!(".wh.{name}") } else { format!("{dir}/.wh.{name}") };
+        Entry::file(&wh, b"")
+    }
+
+    /// Hides everything lower layers had in `dir` (`dir/.wh..wh..opq`).
+    pub fn opaque(dir: &str) -> Entry {
+        Entry::file(&format!("{}/.wh..wh..opq", dir.trim_end_matches('/')), b"")
+    }
+
+    /// Full mode bits, including setuid/setgid/sticky.
+    pub fn mode(mut self, mode: u32) -> Entry {
+        self.mode = mode;
+        self
+    }
+
+    pub fn owner(mut self, uid: u64, gid: u64) -> Entry {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+
+    pub fn mtime(mut self, mtime: u64) -> Entry {
+        self.mtime = mtime;
+        self
+    }
+
+    pub fn xattr(mut self, name: &str, value: impl AsRef<[u8]>) -> Entry {
+        self.xattrs.insert(name.to_string(), value.as_ref().to_vec());
+        self
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+}
+
+/// A layer: entries in tar order.
+#[derive(Clone, Debug, Default)]
+pub struct Layer {
+    pub entries: Vec<Entry>,
+}
+
+impl Layer {
+    pub fn new(entries: impl IntoIterator<Item = Entry>) -> Layer {
+        Layer { entries: entries.into_iter().collect() }
+    }
+
+    /// The uncompressed tar stream of this layer.
+    pub fn tar(&self) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for e in &self.entries {
+            append(&mut builder, e).expect("writing a tar to memory");
+        }
+        builder.into_inner().expect("writing a tar to memory")
+    }
+}
+
+fn append(builder: &mut tar::Builder<Vec<u8>>, e: &Entry) -> std::io::Result<()> {
+    if !e.xattrs.is_empty() {
+        let pax: Vec<(String, &[u8])> =
+            e.xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice())).collect();
+        builder.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), *v)))?;
+    }
+    let mut header = tar::Header::new_ustar();
+    header.set_mode(e.mode);
+    header.set_uid(e.uid);
+    header.set_gid(e.gid);
+    header.set_mtime(e.mtime);
+    header.set_size(0);
+    let path = match e.kind {
+        Kind::Dir => format!("{}/", e.path.trim_end_matches('/')),
+        _ => e.path.clone(),
+    };
+    match &e.kind {
+        Kind::File(data) => {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(data.len() as u64);
+            builder.append_data(&mut header, &path, data.as_slice())
+        }
+        Kind::Dir => {
+            header.set_entry_type(tar::EntryType::Directory);
+            builder.append_data(&mut header, &path, std::io::empty())
+        }
+        Kind::Symlink(target) | Kind::Hardlink(target) => {
+            let kind =
+                if matches!(e.kind, Kind::Symlink(_)) { tar::EntryType::Symlink } else { tar::EntryType::Link };
+            header.set_entry_type(kind);
+            builder.append_link(&mut header, &path, target)
+        }
+        Kind::Fifo => {
+            header.set_entry_type(tar::EntryType::Fifo);
+            builder.append_data(&mut header, &path, std::io::empty())
+        }
+        Kind::CharDevice(major, minor) | Kind::BlockDevice(major, minor) => {
+            let kind =
+                if matches!(e.kind, Kind::CharDevice(..)) { tar::EntryType::Char } else { tar::EntryType::Block };
+            header.set_entry_type(kind);
+            header.set_device_major(*major)?;
+            header.set_device_minor(*minor)?;
+            builder.append_data(&mut header, &path, std::io::empty())
+        }
+    }
+}
+
+/// A blob with its descriptor.
+#[derive(Clone, Debug)]
+pub struct Blob {
+    pub descriptor: Descriptor,
+    pub bytes: Vec<u8>,
+}
+
+impl Blob {
+    fn new(media_type: &str, bytes: Vec<u8>) -> Blob {
+        Blob { descriptor: Descriptor::of(media_type, &bytes), bytes }
+    }
+}
+
+/// An image being described: layers plus the parts of the config tests care about.
+#[derive(Clone, Debug)]
+pub struct TestImage {
+    layers: Vec<Layer>,
+    platform: Platform,
+    config: BTreeMap<String, Value>,
+    created: String,
+    compression: Compression,
+    docker: bool,
+    annotations: BTreeMap<String, String>,
+}
+
+impl Default for TestImage {
+    fn default() -> Self {
+        TestImage::new()
+    }
+}
+
+impl TestImage {
+    pub fn new() -> TestImage {
+        TestImage {
+            layers: Vec::new(),
+            platform: Platform::host(),
+            config: BTreeMap::new(),
+            created: "2024-01-01T00:00:00Z".to_string(),
+            compression: Compression::Gzip,
+            docker: false,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    pub fn layer(mut self, layer: Layer) -> TestImage {
+        self.layers.push(layer);
+        self
+    }
+
+    pub fn platform(mut self, platform: &str) -> TestImage {
+        self.platform = platform.parse().expect("a valid platform");
+        self
+    }
+
+    /// Sets a field of the config's `config` object (`Cmd`, `Entrypoint`, `Env`, `User`,
+    /// `WorkingDir`, `Labels`, …).
+    pub fn run_config(mut self, key: &str, value: Value) -> TestImage {
+        self.config.insert(key.to_string(), value);
+        self
+    }
+
+    pub fn created(mut self, rfc3339: &str) -> TestImage {
+        self.created = rfc3339.to_string();
+        self
+    }
+
+    pub fn compression(mut self, compression: Compression) -> TestImage {
+        self.compression = compression;
+        self
+    }
+
+    /// Use Docker schema2 media types instead of OCI ones.
+    pub fn docker_media_types(mut self) -> TestImage {
+        self.docker = true;
+        self
+    }
+
+    pub fn annotation(mut self, key: &str, value: &str) -> TestImage {
+        self.annotations.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    pub fn build(&self) -> BuiltImage {
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for layer in &self.layers {
+            let tar = layer.tar();
+            diff_ids.push(Digest::of(&tar).to_string());
+            let (media_type, bytes) = match (self.compression, self.docker) {
+                (Compression::Gzip, false) => (media_type::OCI_LAYER_GZIP, gzip(&tar)),
+                (Compression::Gzip, true) => (media_type::DOCKER_LAYER_GZIP, gzip(&tar)),
+                (Compression::None, false) => (media_type::OCI_LAYER, tar),
+                (Compression::None, true) => ("application/vnd.docker.image.rootfs.diff.tar", tar),
+            };
+            layers.push(Blob::new(media_type, bytes));
+        }
+        let mut config = json!({
+            "created": self.created,
+            "architecture": self.platform.architecture,
+            "os": self.platform.os,
+            "config": self.config,
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": self.layers.iter().map(|_| json!({"created": self.created, "created_by": "img test_image"})).collect::<Vec<_>>(),
+        });
+        if let Some(v) = &self.platform.variant {
+            config["variant"] = json!(v);
+        }
+        let (config_type, manifest_type) = if self.docker {
+            (media_type::DOCKER_CONFIG, media_type::DOCKER_MANIFEST)
+        } else {
+            (media_type::OCI_CONFIG, media_type::OCI_MANIFEST)
+        };
+        let config = Blob::new(config_type, to_canonical_json(&config));
+        let mut manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": manifest_type,
+            "config": config.descriptor,
+            "layers": layers.iter().map(|l| &l.descriptor).collect::<Vec<_>>(),
+        });
+        if !self.annotations.is_empty() {
+            manifest["annotations"] = json!(self.annotations);
+        }
+        let manifest = Blob::new(manifest_type, to_canonical_json(&manifest));
+        BuiltImage { manifest, config, layers, platform: self.platform.clone() }
+    }
+}
+
+/// A built image: every blob, ready to store or serve.
+#[derive(Clone, Debug)]
+pub struct BuiltImage {
+    pub manifest: Blob,
+    pub config: Blob,
+    pub layers: Vec<Blob>,
+    pub platform: Platform,
+}
+
+impl BuiltImage {
+    /// Every blob, manifest last (the order a registry push needs).
+    pub fn blobs(&self) -> Vec<&Blob> {
+        let mut all: Vec<&Blob> = self.layers.iter().collect();
+        all.push(&self.config);
+        all.push(&self.manifest);
+        all
+    }
+
+    /// The manifest's descriptor with the image's platform, as an index lists it.
+    pub fn platform_descriptor(&self) -> Descriptor {
+        let mut d = self.manifest.descriptor.clone();
+        d.platform = Some(self.platform.clone());
+        d
+    }
+
+    /// Stores every blob and, if `name` is given, points that ref at the manifest.
+    pub fn write_to(&self, layout: &Layout, name: Option<&str>) -> Result<Descriptor> {
+        let _writing = layout.lock_for_writing()?;
+        for blob in self.blobs() {
+            layout.put_bytes(&blob.bytes)?;
+        }
+        if let Some(name) = name {
+            layout.set_ref(name, &self.manifest.descriptor)?;
+        }
+        Ok(self.manifest.descriptor.clone())
+    }
+}
+
+/// A multi-platform image index over built images.
+#[derive(Clone, Debug)]
+pub struct BuiltIndex {
+    pub index: Blob,
+    pub images: Vec<BuiltImage>,
+}
+
+impl BuiltIndex {
+    /// An OCI index (or a Docker manifest list if `docker`) listing the images by platform.
+    pub fn new(images: Vec<BuiltImage>, docker: bool) -> BuiltIndex {
+        let media_type = if docker { media_type::DOCKER_LIST } else { media_type::OCI_INDEX };
+        let doc = json!({
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "manifests": images.iter().map(BuiltImage::platform_descriptor).collect::<Vec<_>>(),
+        });
+        BuiltIndex { index: Blob::new(media_type, to_canonical_json(&doc)), images }
+    }
+
+    pub fn blobs(&self) -> Vec<&Blob> {
+        let mut all: Vec<&Blob> = self.images.iter().flat_map(BuiltImage::blobs).collect();
+        all.push(&self.index);
+        all
+    }
+
+    pub fn write_to(&self, layout: &Layout, name: Option<&str>) -> Result<Descriptor> {
+        let _writing = layout.lock_for_writing()?;
+        for blob in self.blobs() {
+            layout.put_bytes(&blob.bytes)?;
+        }
+        if let Some(name) = name {
+            layout.set_ref(name, &self.index.descriptor)?;
+        }
+        Ok(self.index.descriptor.clone())
+    }
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).expect("compressing in memory");
+    enc.finish().expect("compressing in memory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{gc, graph, summary};
+
+    fn sample(seed: &str) -> TestImage {
+        TestImage::new().layer(Layer::new([
+            Entry::dir("etc"),
+            Entry::file("etc/seed", seed),
+            Entry::symlink("etc/link", "seed"),
+            Entry::hardlink("etc/hard", "etc/seed"),
+            Entry::file("usr/bin/su", "x").mode(0o4755).owner(0, 0).xattr("user.k", "v"),
+        ]))
+    }
+
+    #[test]
+    fn builds_an_image_whose_tar_reads_back() {
+        let img = sample("a").layer(Layer::new([Entry::whiteout("etc/link"), Entry::opaque("usr")])).build();
+        assert_eq!(img.layers.len(), 2);
+        let tar = Layer::new([Entry::whiteout("a/b"), Entry::opaque("c/")]).tar();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let names: Vec<String> = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a/.wh.b", "c/.wh..wh..opq"]);
+    }
+
+    #[test]
+    fn gc_keeps_what_refs_reach_and_sweeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path()).unwrap();
+        let a = sample("a").build();
+        let b = sample("b").build();
+        let multi = BuiltIndex::new(vec![sample("c").build(), sample("c").platform("linux/arm64").build()], false);
+        a.write_to(&layout, Some("a:1")).unwrap();
+        b.write_to(&layout, Some("b:1")).unwrap();
+        multi.write_to(&layout, Some("m:1")).unwrap();
+        let stray = layout.put_bytes(b"stray").unwrap();
+
+        let collected = gc::collect(&layout).unwrap();
+        assert_eq!(collected.removed.iter().map(|(d, _)| d).collect::<Vec<_>>(), [&stray]);
+
+        layout
+            .update_index(|i| {
+                let at = i.find("b:1");
+                Ok(i.remove(&at))
+            })
+            .unwrap();
+        let collected = gc::collect(&layout).unwrap();
+        // b's manifest, config and its own layer go; nothing of a's or the index's does.
+        let removed: Vec<_> = collected.removed.iter().map(|(d, _)| d.clone()).collect();
+        for blob in b.blobs() {
+            assert!(removed.contains(&blob.descriptor.digest));
+        }
+        for blob in a.blobs().into_iter().chain(multi.blobs()) {
+            assert!(layout.has_blob(&blob.descriptor.digest), "swept a live blob");
+        }
+        let live = graph::reachable(&layout, layout.read_index().unwrap().entries()).unwrap();
+        assert_eq!(live.digests.len(), layout.list_blobs().unwrap().len());
+
+        let s = summary::summarise(&layout, &multi.index.descriptor).unwrap();
+        assert_eq!(s.platforms.len(), 2);
+        assert_eq!(s.layers, 1, "both platforms share one layer");
+    }
+
+    #[test]
+    fn gc_refuses_when_a_root_manifest_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path()).unwrap();
+        let a = sample("a").build();
+        a.write_to(&layout, Some("a:1")).unwrap();
+        let stray = layout.put_bytes(b"stray").unwrap();
+        layout.remove_blob(&a.manifest.descriptor.digest).unwrap();
+        let err = format!("{:#}", gc::collect(&layout).unwrap_err());
+        assert!(err.contains("missing"), "{err}");
+        assert!(layout.has_blob(&stray) && layout.has_blob(&a.config.descriptor.digest));
+    }
+
+    #[test]
+    fn gc_follows_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path()).unwrap();
+        let base = sample("a").build();
+        base.write_to(&layout, None).unwrap();
+        let empty = layout.put_document(media_type::OCI_EMPTY, b"{}").unwrap();
+        let referrer = json!({
+            "schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
+            "artifactType": "application/example", "config": empty, "layers": [],
+            "subject": base.manifest.descriptor,
+        });
+        let desc = layout.put_document(media_type::OCI_MANIFEST, &to_canonical_json(&referrer)).unwrap();
+        layout.set_ref("sig:1", &desc).unwrap();
+        assert!(gc::collect(&layout).unwrap().removed.is_empty());
+        assert!(layout.has_blob(&base.layers[0].descriptor.digest));
+    }
+}
