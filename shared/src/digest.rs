@@ -73,11 +73,7 @@ impl FromStr for Digest {
             _ => bail!("invalid digest {s:?}: unsupported algorithm {alg:?}"),
         };
         if hex.len() != algorithm.hex_len() {
-            bail!(
-                "invalid digest {s:?}: {alg} needs {} hex digits, got {}",
-                algorithm.hex_len(),
-                hex.len()
-            );
+            bail!("invalid digest {s:?}: {alg} needs {} hex digits, got {}", algorithm.hex_len(), hex.len());
         }
         if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             bail!("invalid digest {s:?}: not lowercase hex");
@@ -232,9 +228,7 @@ impl<W: Write> Write for HashingWriter<W> {
         if let Some(limit) = self.expected.size
             && self.count + buf.len() as u64 > limit
         {
-            return Err(io::Error::other(format!(
-                "size mismatch: more than the expected {limit} bytes"
-            )));
+            return Err(io::Error::other(format!("size mismatch: more than the expected {limit} bytes")));
         }
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);

@@ -36,17 +36,18 @@ pub fn reachable(layout: &Layout, roots: &[Descriptor]) -> Result<Reachable> {
             seen.absent.insert(desc.digest.clone());
             continue;
         }
-        let bytes = layout
-            .read_blob(&desc.digest)
-            .with_context(|| format!("{} {}", kind_name(kind), desc.digest))?;
+        let bytes =
+            layout.read_blob(&desc.digest).with_context(|| format!("{} {}", kind_name(kind), desc.digest))?;
         match kind {
             Kind::Index => {
-                let index = document::parse_index(&bytes).with_context(|| format!("index {}", desc.digest))?;
+                let index =
+                    document::parse_index(&bytes).with_context(|| format!("index {}", desc.digest))?;
                 stack.extend(index.manifests.into_iter().map(|m| (m, false)));
                 stack.extend(index.subject.map(|s| (s, false)));
             }
             Kind::Manifest => {
-                let m = document::parse_manifest(&bytes).with_context(|| format!("manifest {}", desc.digest))?;
+                let m =
+                    document::parse_manifest(&bytes).with_context(|| format!("manifest {}", desc.digest))?;
                 stack.push((m.config, false));
                 stack.extend(m.layers.into_iter().map(|l| (l, false)));
                 stack.extend(m.subject.map(|s| (s, false)));

@@ -182,7 +182,8 @@ impl Layout {
             }
             for blob in fs::read_dir(alg.path())? {
                 let blob = blob?;
-                let name = format!("{}:{}", alg.file_name().to_string_lossy(), blob.file_name().to_string_lossy());
+                let name =
+                    format!("{}:{}", alg.file_name().to_string_lossy(), blob.file_name().to_string_lossy());
                 if let Ok(digest) = name.parse::<Digest>() {
                     out.push((digest, blob.metadata()?.len()));
                 }
@@ -429,7 +430,8 @@ mod tests {
     fn refs_replace_same_image_and_keep_unknown_fields() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::open_or_create(dir.path()).unwrap();
-        fs::write(layout.index_path(), r#"{"schemaVersion":2,"manifests":[],"annotations":{"x":"y"}}"#).unwrap();
+        fs::write(layout.index_path(), r#"{"schemaVersion":2,"manifests":[],"annotations":{"x":"y"}}"#)
+            .unwrap();
         let a = Descriptor::of(crate::media_type::OCI_MANIFEST, b"a");
         let b = Descriptor::of(crate::media_type::OCI_MANIFEST, b"b");
         layout.set_ref("alpine:3", &a).unwrap();

@@ -206,10 +206,8 @@ fn check_path_component(c: &str) -> Result<()> {
             i += 1;
         }
         let separator = &c[sep..i];
-        let valid = separator == "."
-            || separator == "_"
-            || separator == "__"
-            || separator.bytes().all(|b| b == b'-');
+        let valid =
+            separator == "." || separator == "_" || separator == "__" || separator.bytes().all(|b| b == b'-');
         if !valid {
             bail!("invalid repository name component {c:?}");
         }

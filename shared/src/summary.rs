@@ -56,14 +56,16 @@ impl Accumulator {
         match desc.kind() {
             Kind::Index => {
                 let bytes = layout.read_blob(&desc.digest)?;
-                let index = document::parse_index(&bytes).with_context(|| format!("index {}", desc.digest))?;
+                let index =
+                    document::parse_index(&bytes).with_context(|| format!("index {}", desc.digest))?;
                 for child in &index.manifests {
                     self.visit(layout, child, false)?;
                 }
             }
             Kind::Manifest => {
                 let bytes = layout.read_blob(&desc.digest)?;
-                let m = document::parse_manifest(&bytes).with_context(|| format!("manifest {}", desc.digest))?;
+                let m =
+                    document::parse_manifest(&bytes).with_context(|| format!("manifest {}", desc.digest))?;
                 self.blobs.insert(m.config.digest.clone(), m.config.size);
                 for l in &m.layers {
                     self.blobs.insert(l.digest.clone(), l.size);
@@ -72,7 +74,8 @@ impl Accumulator {
                 let mut platform = desc.platform.as_ref().map(ToString::to_string);
                 if media_type::is_image_config(&m.config.media_type) {
                     let bytes = layout.read_blob(&m.config.digest)?;
-                    let config = document::parse_config(&bytes).with_context(|| format!("config {}", m.config.digest))?;
+                    let config = document::parse_config(&bytes)
+                        .with_context(|| format!("config {}", m.config.digest))?;
                     platform.get_or_insert_with(|| config.platform().to_string());
                     if config.created > self.created {
                         self.created = config.created;

@@ -170,8 +170,11 @@ fn append(builder: &mut tar::Builder<Vec<u8>>, e: &Entry) -> std::io::Result<()>
             builder.append_data(&mut header, &path, std::io::empty())
         }
         Kind::Symlink(target) | Kind::Hardlink(target) => {
-            let kind =
-                if matches!(e.kind, Kind::Symlink(_)) { tar::EntryType::Symlink } else { tar::EntryType::Link };
+            let kind = if matches!(e.kind, Kind::Symlink(_)) {
+                tar::EntryType::Symlink
+            } else {
+                tar::EntryType::Link
+            };
             header.set_entry_type(kind);
             builder.append_link(&mut header, &path, target)
         }
@@ -180,8 +183,11 @@ fn append(builder: &mut tar::Builder<Vec<u8>>, e: &Entry) -> std::io::Result<()>
             builder.append_data(&mut header, &path, std::io::empty())
         }
         Kind::CharDevice(major, minor) | Kind::BlockDevice(major, minor) => {
-            let kind =
-                if matches!(e.kind, Kind::CharDevice(..)) { tar::EntryType::Char } else { tar::EntryType::Block };
+            let kind = if matches!(e.kind, Kind::CharDevice(..)) {
+                tar::EntryType::Char
+            } else {
+                tar::EntryType::Block
+            };
             header.set_entry_type(kind);
             header.set_device_major(*major)?;
             header.set_device_minor(*minor)?;
@@ -433,7 +439,8 @@ mod tests {
         let layout = Layout::open_or_create(dir.path()).unwrap();
         let a = sample("a").build();
         let b = sample("b").build();
-        let multi = BuiltIndex::new(vec![sample("c").build(), sample("c").platform("linux/arm64").build()], false);
+        let multi =
+            BuiltIndex::new(vec![sample("c").build(), sample("c").platform("linux/arm64").build()], false);
         a.write_to(&layout, Some("a:1")).unwrap();
         b.write_to(&layout, Some("b:1")).unwrap();
         multi.write_to(&layout, Some("m:1")).unwrap();

@@ -1,1 +1,124 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for the end-to-end tests in `tests/`: find the built tools, run them in a private
+//! store, and insist on the real peer tools being installed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The path of a built binary of this workspace (`img-ls`, …), next to the test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("tests run from target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(path.is_file(), "{} is not built: run `cargo build --workspace` first", path.display());
+    path
+}
+
+/// Fails loudly when a peer tool the test needs is missing (scripts/setup installs them).
+pub fn require(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(found, "{tool} is not installed: run scripts/setup");
+}
+
+/// A private store (`IMG_ROOT`) in a temp directory, removed when dropped.
+pub struct Store {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    pub fn new() -> Store {
+        Store { dir: tempfile::tempdir().expect("a temp dir") }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The store's default layout.
+    pub fn layout(&self) -> PathBuf {
+        self.dir.path().join("layout")
+    }
+
+    /// A command for one of our tools with `IMG_ROOT` pointing at this store.
+    pub fn command(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(bin(tool));
+        cmd.env("IMG_ROOT", self.dir.path()).env_remove("IMG_LAYOUT");
+        cmd
+    }
+
+    /// Runs a tool with arguments and stdin; returns its output whatever the exit status.
+    pub fn run(&self, tool: &str, args: &[&str], stdin: &str) -> Output {
+        run_with_stdin(self.command(tool).args(args), stdin)
+    }
+
+    /// Runs a tool that must succeed and returns its stdout parsed as JSON Lines.
+    pub fn records(&self, tool: &str, args: &[&str], stdin: &str) -> Vec<Value> {
+        let out = self.run(tool, args, stdin);
+        assert_success(&out, tool);
+        json_lines(&out.stdout)
+    }
+}
+
+/// Runs a command with `stdin` written to it and collects its output.
+pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let mut input = child.stdin.take().expect("piped stdin");
+    let data = stdin.as_bytes().to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("waiting for the child");
+    writer.join().expect("stdin writer");
+    out
+}
+
+/// Panics with the command's stderr if it failed.
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a peer tool (skopeo, umoci, …) that must succeed; returns its stdout.
+pub fn peer(program: &str, args: &[&str]) -> String {
+    require(program);
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert_success(&out, &format!("{program} {}", args.join(" ")));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Parses every non-empty line as JSON; stdout must carry nothing else.
+pub fn json_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// stderr as text, for asserting on error messages.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -3,7 +3,6 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::Result;
 use clap::Parser;
 use img::cli::{self, LayoutArg};
 use img::layout::Layout;
@@ -75,7 +74,8 @@ fn print_table(rows: &[Summary]) {
             s.created.as_deref().map_or("-".into(), short_time),
         ]);
     }
-    let widths: Vec<usize> = (0..5).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> =
+        (0..5).map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
     for line in &lines {
         let cells: Vec<String> = line.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
         println!("{}", cells.join("  ").trim_end());

@@ -89,7 +89,9 @@ fn remove_from(path: &std::path::Path, inputs: &[Input], args: &Args) -> Result<
         // What each removed image reached, to say which freed blobs were its own.
         let reached: Vec<BTreeSet<Digest>> = removed
             .iter()
-            .map(|d| graph::reachable(&layout, std::slice::from_ref(d)).map(|r| r.digests).unwrap_or_default())
+            .map(|d| {
+                graph::reachable(&layout, std::slice::from_ref(d)).map(|r| r.digests).unwrap_or_default()
+            })
             .collect();
         match gc::collect(&layout) {
             Ok(collected) => {
