@@ -1,0 +1,6 @@
+//! img-build: Dockerfile builds into an OCI layout. This crate holds the Dockerfile front end:
+//! the parser (text → instruction nodes), argument splitting, and variable expansion.
+
+pub mod args;
+pub mod parser;
+pub mod shell;
