@@ -2,5 +2,8 @@
 //! the parser (text → instruction nodes), argument splitting, and variable expansion.
 
 pub mod args;
+pub mod dockerignore;
+pub mod instruction;
 pub mod parser;
 pub mod shell;
+pub mod stages;
