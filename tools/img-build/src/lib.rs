@@ -2,6 +2,7 @@
 //! the parser (text → instruction nodes), argument splitting, and variable expansion.
 
 pub mod args;
+pub mod context;
 pub mod dockerignore;
 pub mod instruction;
 pub mod parser;
