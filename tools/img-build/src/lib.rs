@@ -8,3 +8,4 @@ pub mod instruction;
 pub mod parser;
 pub mod shell;
 pub mod stages;
+pub mod state;
