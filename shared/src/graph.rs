@@ -65,3 +65,58 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Blob => "blob",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::to_canonical_json;
+    use crate::media_type;
+    use crate::test_image::{BuiltIndex, Entry, Layer, TestImage};
+
+    fn image(content: &str, platform: &str) -> crate::test_image::BuiltImage {
+        TestImage::new().platform(platform).layer(Layer::new([Entry::file("f", content)])).build()
+    }
+
+    #[test]
+    fn walks_nested_indexes_and_docker_lists_and_records_absent_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path()).unwrap();
+        let amd = image("a", "linux/amd64");
+        let arm = image("b", "linux/arm64");
+        let inner = BuiltIndex::new(vec![amd.clone(), arm.clone()], true);
+        // Store the inner list and amd only: arm is absent, as in a single-platform copy.
+        layout.put_bytes(&inner.index.bytes).unwrap();
+        amd.write_to(&layout, None).unwrap();
+        let outer = serde_json::json!({
+            "schemaVersion": 2, "mediaType": media_type::OCI_INDEX,
+            "manifests": [inner.index.descriptor],
+        });
+        let outer = layout.put_document(media_type::OCI_INDEX, &to_canonical_json(&outer)).unwrap();
+
+        let r = reachable(&layout, std::slice::from_ref(&outer)).unwrap();
+        let mut want: BTreeSet<Digest> = amd.blobs().iter().map(|b| b.descriptor.digest.clone()).collect();
+        want.extend([
+            outer.digest.clone(),
+            inner.index.descriptor.digest.clone(),
+            arm.manifest.descriptor.digest.clone(),
+        ]);
+        assert_eq!(r.digests, want, "arm's config and layer cannot be known, its manifest is named");
+        assert_eq!(r.absent, BTreeSet::from([arm.manifest.descriptor.digest.clone()]));
+    }
+
+    #[test]
+    fn a_present_but_corrupt_child_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path()).unwrap();
+        let amd = image("a", "linux/amd64");
+        let index = BuiltIndex::new(vec![amd.clone()], false);
+        index.write_to(&layout, None).unwrap();
+        std::fs::write(layout.blob_path(&amd.manifest.descriptor.digest), b"{}").unwrap();
+        let err =
+            format!("{:#}", reachable(&layout, std::slice::from_ref(&index.index.descriptor)).unwrap_err());
+        assert!(
+            err.contains("corrupt") && err.contains(&amd.manifest.descriptor.digest.to_string()),
+            "{err}"
+        );
+    }
+}

@@ -69,14 +69,29 @@ impl Layout {
         if root.join(LAYOUT_VERSION_FILE).exists() {
             return Layout::open(&root);
         }
-        if root.exists() && fs::read_dir(&root)?.any(|e| e.is_ok_and(|e| e.file_name() != PRIVATE_DIR)) {
+        // What a layout being created (now, by another process, or by one that was killed)
+        // holds before its oci-layout file appears; anything else is someone else's directory.
+        let ours = |name: &std::ffi::OsStr| [PRIVATE_DIR, "blobs", INDEX_FILE].iter().any(|n| name == *n);
+        let foreign = |root: &Path| -> Result<bool> {
+            Ok(root.exists() && fs::read_dir(root)?.any(|e| e.is_ok_and(|e| !ours(&e.file_name()))))
+        };
+        if foreign(&root)? {
             bail!("{}: exists, is not empty and is not an OCI image layout", root.display());
         }
-        fs::create_dir_all(root.join("blobs").join("sha256"))
-            .with_context(|| format!("creating layout {}", root.display()))?;
+        fs::create_dir_all(&root).with_context(|| format!("creating layout {}", root.display()))?;
         let layout = Layout { root };
-        // index.json first, oci-layout last: a layout is only recognised once it is complete.
+        // Creation happens under the index lock, so concurrent creators wait for each other
+        // instead of seeing a half-made layout as a foreign directory.
         let _lock = layout.lock_index()?;
+        if layout.root.join(LAYOUT_VERSION_FILE).exists() {
+            return Layout::open(&layout.root);
+        }
+        if foreign(&layout.root)? {
+            bail!("{}: exists, is not empty and is not an OCI image layout", layout.root.display());
+        }
+        fs::create_dir_all(layout.root.join("blobs").join("sha256"))
+            .with_context(|| format!("creating layout {}", layout.root.display()))?;
+        // index.json first, oci-layout last: a layout is only recognised once it is complete.
         if !layout.index_path().exists() {
             layout.write_atomically(&layout.index_path(), EMPTY_INDEX.as_bytes())?;
         }
@@ -157,11 +172,13 @@ impl Layout {
 
     /// A writer for a new blob; nothing appears under `blobs/` unless `commit` succeeds.
     pub fn blob_writer(&self, expected: Expected) -> Result<BlobWriter> {
+        // The lock first: GC removes every temp file it finds while it holds the GC lock, so a
+        // temp file made before waiting for that lock could vanish under the writer.
+        let lock = self.lock_for_writing()?;
         let tmp = tempfile::Builder::new()
             .prefix("blob-")
             .tempfile_in(self.private_dir("tmp")?)
             .context("creating a temp file in the layout")?;
-        let lock = self.lock_for_writing()?;
         Ok(BlobWriter { layout: self.clone(), inner: HashingWriter::new(tmp, expected), _lock: lock })
     }
 
@@ -302,12 +319,13 @@ impl BlobWriter {
         if path.is_file() {
             return Ok((digest, size)); // someone else stored the same content meanwhile
         }
-        if digest.algorithm() != Algorithm::Sha256 {
-            fs::create_dir_all(path.parent().expect("blob paths have a parent"))?;
-        }
+        // Other tools may leave out `blobs/sha256` of a layout without blobs; sha512 has none.
+        fs::create_dir_all(path.parent().expect("blob paths have a parent"))?;
         tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644))?;
         tmp.as_file().sync_all()?;
         tmp.persist(&path).map_err(|e| anyhow!("storing blob {digest}: {}", e.error))?;
+        // The rename must be durable before an index.json that names the blob can be.
+        sync_dir(path.parent().expect("blob paths have a parent"));
         Ok((digest, size))
     }
 }
@@ -322,11 +340,181 @@ impl Write for BlobWriter {
     }
 }
 
-/// `index.json`, kept as JSON so fields we do not know survive a rewrite.
+impl Layout {
+    /// A download of the blob `expected` names that survives interruption: bytes go to
+    /// `.img/partial/<alg>-<hex>`, which a later call continues (its bytes are re-hashed first).
+    /// Returns `None` if the blob is already stored (perhaps by a concurrent process, which this
+    /// waits for: the partial file is locked while in use).
+    pub fn partial_blob(&self, digest: &Digest, size: u64) -> Result<Option<PartialBlob>> {
+        let lock = self.lock_for_writing()?;
+        let path =
+            self.private_dir("partial")?.join(format!("{}-{}", digest.algorithm().name(), digest.hex()));
+        for _ in 0..10 {
+            if self.has_blob(digest) {
+                return Ok(None);
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            file.lock().with_context(|| format!("locking {}", path.display()))?;
+            if self.has_blob(digest) {
+                return Ok(None);
+            }
+            // Whoever held the lock may have committed or removed this file meanwhile.
+            use std::os::unix::fs::MetadataExt;
+            let same = fs::metadata(&path).is_ok_and(|m| m.ino() == file.metadata().map_or(0, |f| f.ino()));
+            if !same {
+                continue;
+            }
+            let mut partial = PartialBlob {
+                layout: self.clone(),
+                path: path.clone(),
+                file,
+                hasher: crate::digest::Hasher::new(digest.algorithm()),
+                count: 0,
+                expected: Expected::new(digest, size),
+                written_back: 0,
+                _lock: lock,
+            };
+            partial.rehash()?;
+            return Ok(Some(partial));
+        }
+        bail!("{}: the partial download keeps changing under us", path.display())
+    }
+}
+
+/// A blob being downloaded with resume; see [`Layout::partial_blob`]. Dropping it keeps the
+/// bytes for next time; `discard` removes them; `commit` verifies and stores the blob.
+pub struct PartialBlob {
+    layout: Layout,
+    path: PathBuf,
+    file: File,
+    hasher: crate::digest::Hasher,
+    count: u64,
+    expected: Expected,
+    /// Bytes handed to the kernel for writeback so far.
+    written_back: u64,
+    _lock: LockGuard,
+}
+
+impl PartialBlob {
+    /// How many bytes are already there (where a Range request should continue).
+    pub fn offset(&self) -> u64 {
+        self.count
+    }
+
+    fn rehash(&mut self) -> Result<()> {
+        use std::io::Seek;
+        let len = self.file.metadata()?.len();
+        if self.expected.size.is_some_and(|want| len > want) {
+            return self.restart();
+        }
+        self.file.seek(io::SeekFrom::Start(0))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0;
+        loop {
+            let n = self.file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            self.hasher.update(&buf[..n]);
+            total += n as u64;
+        }
+        self.count = total;
+        self.written_back = total;
+        Ok(())
+    }
+
+    /// Throws away what is there and starts from byte 0.
+    pub fn restart(&mut self) -> Result<()> {
+        use std::io::Seek;
+        self.file.set_len(0)?;
+        self.file.seek(io::SeekFrom::Start(0))?;
+        self.hasher = crate::digest::Hasher::new(
+            self.expected.digest.as_ref().map_or(Algorithm::Sha256, |d| d.algorithm()),
+        );
+        self.count = 0;
+        self.written_back = 0;
+        Ok(())
+    }
+
+    /// Removes the partial file (its content is known to be wrong).
+    pub fn discard(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+
+    /// Verifies size and digest, syncs and renames the blob into place. A blob that does not
+    /// verify is removed, never stored.
+    pub fn commit(self) -> Result<(Digest, u64)> {
+        let digest = self.hasher.clone().finish();
+        if let Err(e) = self.expected.check(&digest, self.count) {
+            let _ = fs::remove_file(&self.path);
+            return Err(e);
+        }
+        let target = self.layout.blob_path(&digest);
+        if digest.algorithm() != Algorithm::Sha256 {
+            fs::create_dir_all(target.parent().expect("blob paths have a parent"))?;
+        }
+        self.file.set_permissions(fs::Permissions::from_mode(0o644))?;
+        self.file.sync_all()?;
+        fs::rename(&self.path, &target).with_context(|| format!("storing blob {digest}"))?;
+        Ok((digest, self.count))
+    }
+}
+
+impl Write for PartialBlob {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(limit) = self.expected.size
+            && self.count + buf.len() as u64 > limit
+        {
+            return Err(io::Error::other(format!("size mismatch: more than the expected {limit} bytes")));
+        }
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        self.start_writeback();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl PartialBlob {
+    /// Starts writing finished 8 MiB stretches to disk while the download goes on, so the
+    /// fsync at commit has little left to wait for.
+    fn start_writeback(&mut self) {
+        const STRETCH: u64 = 8 << 20;
+        if self.count / STRETCH > self.written_back / STRETCH {
+            let end = self.count / STRETCH * STRETCH;
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain syscall on a file descriptor we own; failure is harmless.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.written_back as i64,
+                    (end - self.written_back) as i64,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.written_back = end;
+        }
+    }
+}
+
+/// `index.json`, kept as JSON so fields we do not know survive a rewrite: the document's own
+/// and those of each entry (`data`, `platform.os.features`, …), which are written back as read.
 #[derive(Clone, Debug)]
 pub struct IndexFile {
     doc: Map<String, Value>,
     entries: Vec<Descriptor>,
+    /// Each entry as it was read; `None` for entries made here.
+    raw: Vec<Option<Value>>,
 }
 
 impl IndexFile {
@@ -338,17 +526,19 @@ impl IndexFile {
             Some(_) => bail!("\"manifests\" is not an array"),
         };
         let entries = manifests
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, m)| serde_json::from_value(m).with_context(|| format!("manifests[{i}]")))
+            .map(|(i, m)| serde_json::from_value(m.clone()).with_context(|| format!("manifests[{i}]")))
             .collect::<Result<_>>()?;
-        Ok(IndexFile { doc, entries })
+        Ok(IndexFile { doc, entries, raw: manifests.into_iter().map(Some).collect() })
     }
 
     fn to_bytes(&self) -> Vec<u8> {
         let mut doc = self.doc.clone();
         doc.insert("schemaVersion".into(), Value::from(2));
-        let entries = self.entries.iter().map(|d| serde_json::to_value(d).expect("descriptors serialise"));
+        let entries = self.entries.iter().zip(&self.raw).map(|(d, raw)| {
+            raw.clone().unwrap_or_else(|| serde_json::to_value(d).expect("descriptors serialise"))
+        });
         doc.insert("manifests".into(), Value::Array(entries.collect()));
         serde_json::to_vec(&doc).expect("values serialise")
     }
@@ -364,24 +554,29 @@ impl IndexFile {
     }
 
     pub fn set_ref(&mut self, name: &str, descriptor: &Descriptor) {
-        self.entries.retain(|e| !e.ref_name().is_some_and(|n| refs::same_image(n, name)));
+        let replaced: Vec<usize> = (0..self.entries.len())
+            .filter(|&i| self.entries[i].ref_name().is_some_and(|n| refs::same_image(n, name)))
+            .collect();
+        self.remove(&replaced);
         let mut entry = descriptor.clone();
         entry.annotations.insert(REF_NAME_ANNOTATION.into(), name.to_string());
         self.entries.push(entry);
+        self.raw.push(None);
     }
 
     /// Removes the entries at the given positions and returns them.
     pub fn remove(&mut self, positions: &[usize]) -> Vec<Descriptor> {
         let mut removed = Vec::new();
-        let mut i = 0;
-        self.entries.retain(|e| {
-            let hit = positions.contains(&i);
-            if hit {
-                removed.push(e.clone());
+        let (mut entries, mut raw) = (Vec::new(), Vec::new());
+        for (i, (e, r)) in self.entries.drain(..).zip(self.raw.drain(..)).enumerate() {
+            if positions.contains(&i) {
+                removed.push(e);
+            } else {
+                entries.push(e);
+                raw.push(r);
             }
-            i += 1;
-            !hit
-        });
+        }
+        (self.entries, self.raw) = (entries, raw);
         removed
     }
 }
@@ -427,6 +622,29 @@ mod tests {
     }
 
     #[test]
+    fn partial_blobs_resume_and_never_commit_wrong_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path()).unwrap();
+        let want = Digest::of(b"hello world");
+        let mut p = layout.partial_blob(&want, 11).unwrap().unwrap();
+        p.write_all(b"hello").unwrap();
+        drop(p);
+        let mut p = layout.partial_blob(&want, 11).unwrap().unwrap();
+        assert_eq!(p.offset(), 5);
+        p.write_all(b" world").unwrap();
+        p.commit().unwrap();
+        assert_eq!(layout.read_blob(&want).unwrap(), b"hello world");
+        assert!(layout.partial_blob(&want, 11).unwrap().is_none());
+
+        let other = Digest::of(b"abc");
+        let mut p = layout.partial_blob(&other, 3).unwrap().unwrap();
+        p.write_all(b"abd").unwrap();
+        assert!(p.commit().unwrap_err().to_string().contains("digest mismatch"));
+        assert!(!layout.has_blob(&other));
+        assert_eq!(layout.partial_blob(&other, 3).unwrap().unwrap().offset(), 0);
+    }
+
+    #[test]
     fn refs_replace_same_image_and_keep_unknown_fields() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::open_or_create(dir.path()).unwrap();
@@ -443,6 +661,86 @@ mod tests {
         assert_eq!(index.entries()[0].digest, b.digest);
         let raw: Value = serde_json::from_slice(&fs::read(layout.index_path()).unwrap()).unwrap();
         assert_eq!(raw["annotations"]["x"], "y");
+    }
+
+    #[test]
+    fn a_writer_waiting_for_gc_keeps_its_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path()).unwrap();
+        let gc = layout.lock_for_gc().unwrap();
+        let other = layout.clone();
+        let writer = std::thread::spawn(move || other.put_bytes(b"written while GC ran"));
+        // Give the writer time to block on the GC lock (if it is quicker, the test proves less).
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        layout.remove_stale_temp_files().unwrap(); // what GC does while it holds its lock
+        drop(gc);
+        let d = writer.join().unwrap().expect("the writer's blob survives a GC it waited for");
+        assert_eq!(layout.read_blob(&d).unwrap(), b"written while GC ran");
+    }
+
+    #[test]
+    fn concurrent_creators_all_open_the_same_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a/b");
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let root = root.clone();
+                std::thread::spawn(move || Layout::open_or_create(root).map(|_| ()))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap().expect("a concurrent creator failed");
+        }
+        Layout::open(&root).unwrap();
+        // A directory that holds something else is still refused, and left as it was.
+        let foreign = dir.path().join("foreign");
+        fs::create_dir_all(&foreign).unwrap();
+        fs::write(foreign.join("notes.txt"), "mine").unwrap();
+        let err = Layout::open_or_create(&foreign).unwrap_err().to_string();
+        assert!(err.contains("not an OCI image layout"), "{err}");
+        assert_eq!(fs::read_dir(&foreign).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn sha512_blobs_and_layouts_without_a_sha256_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path()).unwrap();
+        fs::remove_dir(dir.path().join("blobs/sha256")).unwrap();
+        let d = layout.put_bytes(b"x").unwrap();
+        assert_eq!(layout.read_blob(&d).unwrap(), b"x");
+        let mut h = crate::digest::Hasher::new(Algorithm::Sha512);
+        h.update(b"y");
+        let d512 = h.finish();
+        layout.put_blob(&b"y"[..], Expected::new(&d512, 1)).unwrap();
+        assert_eq!(layout.read_blob(&d512).unwrap(), b"y");
+        assert_eq!(layout.list_blobs().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn entries_keep_fields_we_do_not_know() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path()).unwrap();
+        let a = Descriptor::of(crate::media_type::OCI_MANIFEST, b"a");
+        let b = Descriptor::of(crate::media_type::OCI_MANIFEST, b"b");
+        let entry = |d: &Descriptor, name: &str| {
+            serde_json::json!({
+                "mediaType": d.media_type, "digest": d.digest, "size": d.size, "data": "YQ==",
+                "platform": {"os": "windows", "architecture": "amd64", "os.features": ["win32k"]},
+                "annotations": {REF_NAME_ANNOTATION: name},
+            })
+        };
+        let doc = serde_json::json!({"schemaVersion": 2, "manifests": [entry(&a, "a"), entry(&b, "b"), entry(&a, "c")]});
+        fs::write(layout.index_path(), doc.to_string()).unwrap();
+        layout.update_index(|i| Ok(i.remove(&i.find("b:latest")))).unwrap();
+        layout.set_ref("docker.io/library/d:1", &b).unwrap();
+        let raw: Value = serde_json::from_slice(&fs::read(layout.index_path()).unwrap()).unwrap();
+        assert_eq!(raw["manifests"][0], entry(&a, "a"));
+        assert_eq!(raw["manifests"][1], entry(&a, "c"));
+        assert_eq!(raw["manifests"][2]["annotations"][REF_NAME_ANNOTATION], "docker.io/library/d:1");
+        assert_eq!(raw["manifests"].as_array().unwrap().len(), 3);
+        let index = layout.read_index().unwrap();
+        assert_eq!(index.entries().len(), 3);
+        assert_eq!(index.entries()[2].digest, b.digest);
     }
 
     #[test]

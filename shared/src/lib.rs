@@ -1,17 +1,24 @@
 //! The library behind the img tools. Each module is one concept; the tools' `main.rs` files
 //! parse flags, call into here and print records.
 
+pub mod bundle;
+pub mod changes;
 pub mod cli;
 pub mod digest;
 pub mod document;
 pub mod gc;
 pub mod graph;
+pub mod layer;
 pub mod layout;
 pub mod media_type;
 pub mod platform;
 pub mod record;
 pub mod reference;
 pub mod refs;
+pub mod registry;
+pub mod resolve;
+pub mod runtime;
+pub mod snapshot;
 pub mod store;
 pub mod summary;
 pub mod test_image;

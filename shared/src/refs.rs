@@ -71,6 +71,16 @@ pub fn filter(entries: &[Descriptor], query: &str) -> Vec<usize> {
     }
 }
 
+/// Why a query that found nothing can never find anything of ours: it is neither a valid
+/// reference nor a valid digest. (Stored names are matched exactly first, so a bare tag another
+/// tool wrote, even an invalid reference, is still found.)
+pub fn invalid_query(query: &str) -> Option<anyhow::Error> {
+    if query.starts_with("sha256:") || query.starts_with("sha512:") {
+        return query.parse::<Digest>().err();
+    }
+    query.parse::<Reference>().err()
+}
+
 fn positions(entries: &[Descriptor], pred: impl Fn(&Descriptor) -> bool) -> Vec<usize> {
     entries.iter().enumerate().filter(|(_, e)| pred(e)).map(|(i, _)| i).collect()
 }
@@ -117,6 +127,20 @@ mod tests {
         assert_eq!(filter(&entries, "alpine:edge"), [1]);
         assert_eq!(filter(&entries, "debian"), [2]);
         assert!(filter(&entries, "ubuntu").is_empty());
+    }
+
+    #[test]
+    fn invalid_queries_say_why() {
+        assert!(invalid_query("alpine:3").is_none());
+        assert!(invalid_query("latest").is_none());
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert!(invalid_query(&d).is_none());
+        assert!(invalid_query("Alpine").unwrap().to_string().contains("lowercase"));
+        assert!(invalid_query("sha256:abc").unwrap().to_string().contains("hex digits"));
+        // An exact stored name is found even when it is not a valid reference.
+        let entries = [entry("Upper_Tag", b"a")];
+        assert_eq!(find(&entries, "Upper_Tag"), [0]);
+        assert_eq!(filter(&entries, "Upper_Tag"), [0]);
     }
 
     #[test]

@@ -113,3 +113,57 @@ impl Summary {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_image::{BuiltIndex, Entry, Layer, TestImage};
+
+    #[test]
+    fn counts_distinct_blobs_layers_and_the_newest_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path()).unwrap();
+        let shared = Layer::new([Entry::file("shared", "same")]);
+        let amd = TestImage::new()
+            .platform("linux/amd64")
+            .created("2024-01-01T00:00:00Z")
+            .layer(shared.clone())
+            .layer(Layer::new([Entry::file("own", "amd")]))
+            .build();
+        let arm =
+            TestImage::new().platform("linux/arm/v7").created("2025-06-01T00:00:00Z").layer(shared).build();
+
+        let s = summarise(&layout, &amd.write_to(&layout, None).unwrap()).unwrap();
+        assert_eq!(s.platforms, ["linux/amd64"]);
+        assert_eq!(s.layers, 2);
+        assert_eq!(s.size, amd.blobs().iter().map(|b| b.bytes.len() as u64).sum::<u64>());
+        assert_eq!(s.created.as_deref(), Some("2024-01-01T00:00:00Z"));
+        let r = s.record(layout.root());
+        assert_eq!(r.platform.as_deref(), Some("linux/amd64"));
+        assert_eq!(r.extra["bytes"], s.size);
+        assert!(!r.extra.contains_key("platforms"));
+
+        let index = BuiltIndex::new(vec![amd.clone(), arm.clone()], false);
+        let s = summarise(&layout, &index.write_to(&layout, None).unwrap()).unwrap();
+        assert_eq!(s.platforms, ["linux/amd64", "linux/arm/v7"]);
+        assert_eq!(s.layers, 2, "the shared layer counts once");
+        let distinct: std::collections::BTreeMap<_, _> =
+            index.blobs().iter().map(|b| (b.descriptor.digest.clone(), b.bytes.len() as u64)).collect();
+        assert_eq!(s.size, distinct.values().sum::<u64>());
+        assert_eq!(s.created.as_deref(), Some("2025-06-01T00:00:00Z"), "the newest child's");
+        let r = s.record(layout.root());
+        assert_eq!(r.platform, None);
+        assert_eq!(r.extra["platforms"], serde_json::json!(["linux/amd64", "linux/arm/v7"]));
+    }
+
+    #[test]
+    fn a_missing_config_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path()).unwrap();
+        let img = TestImage::new().build();
+        let root = img.write_to(&layout, None).unwrap();
+        layout.remove_blob(&img.config.descriptor.digest).unwrap();
+        let err = format!("{:#}", summarise(&layout, &root).unwrap_err());
+        assert!(err.contains("missing"), "{err}");
+    }
+}

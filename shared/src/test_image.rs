@@ -120,6 +120,8 @@ impl Entry {
 pub enum Compression {
     None,
     Gzip,
+    /// `tar+zstd` (an OCI media type only; Docker has none).
+    Zstd,
 }
 
 /// A layer: entries in tar order.
@@ -289,6 +291,9 @@ impl TestImage {
                 (Compression::Gzip, true) => (media_type::DOCKER_LAYER_GZIP, gzip(&tar)),
                 (Compression::None, false) => (media_type::OCI_LAYER, tar),
                 (Compression::None, true) => ("application/vnd.docker.image.rootfs.diff.tar", tar),
+                (Compression::Zstd, _) => {
+                    (media_type::OCI_LAYER_ZSTD, zstd::encode_all(tar.as_slice(), 3).expect("compressing in memory"))
+                }
             };
             layers.push(Blob::new(media_type, bytes));
         }
@@ -397,6 +402,32 @@ impl BuiltIndex {
         Ok(self.index.descriptor.clone())
     }
 }
+
+/// Where Debian's busybox-static puts its binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// A layer with a small busybox userland: `/bin/busybox` (from the host's busybox-static), a
+/// symlink for each applet named, `/etc/passwd` and `/etc/group` with root and nobody, and
+/// `/tmp`. Tests and the demo run containers from it.
+pub fn busybox_layer(applets: &[&str]) -> Result<Layer> {
+    let binary = std::fs::read(BUSYBOX)
+        .map_err(|e| anyhow::anyhow!("{BUSYBOX}: {e} (install busybox-static: scripts/setup)"))?;
+    let mut entries = vec![
+        Entry::dir("bin"),
+        Entry::file("bin/busybox", binary).mode(0o755),
+        Entry::dir("etc"),
+        Entry::file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+        Entry::file("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+        Entry::dir("root").mode(0o700),
+        Entry::dir("tmp").mode(0o1777),
+    ];
+    entries.extend(applets.iter().map(|a| Entry::symlink(&format!("bin/{a}"), "busybox")));
+    Ok(Layer::new(entries))
+}
+
+/// The applets most tests need.
+pub const COMMON_APPLETS: [&str; 16] =
+    ["sh", "echo", "cat", "ls", "id", "env", "pwd", "true", "false", "sleep", "mkdir", "touch", "rm", "hostname", "ps", "mount"];
 
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

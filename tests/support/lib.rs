@@ -1,6 +1,11 @@
 //! Helpers for the end-to-end tests in `tests/`: find the built tools, run them in a private
 //! store, and insist on the real peer tools being installed.
 
+pub mod check;
+pub mod rawtar;
+pub mod registry;
+pub mod tree;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

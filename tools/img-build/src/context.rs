@@ -21,7 +21,10 @@ pub struct BuildContext {
 /// A source path that matched, relative to the context root.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Source {
+    /// The path as named (its last component names the copy).
     pub rel: PathBuf,
+    /// Where it really is, symlinks resolved inside the root.
+    pub real: PathBuf,
     pub is_dir: bool,
 }
 
@@ -34,6 +37,12 @@ pub struct Attributes {
 }
 
 impl BuildContext {
+    /// A directory read without ignore rules: another stage's or image's root filesystem.
+    pub fn rootfs(root: &Path) -> Result<BuildContext> {
+        let root = fs::canonicalize(root).with_context(|| format!("{}", root.display()))?;
+        Ok(BuildContext { root, ignore: Ignore::none() })
+    }
+
     /// A context directory with its `.dockerignore` (if any).
     pub fn open(root: &Path) -> Result<BuildContext> {
         let root = fs::canonicalize(root).with_context(|| format!("build context {}", root.display()))?;
@@ -57,7 +66,7 @@ impl BuildContext {
     pub fn resolve(&self, source: &str) -> Result<Vec<Source>> {
         let clean = clean_relative(source);
         let mut found = Vec::new();
-        self.expand(Path::new(""), &clean, &mut found)?;
+        self.expand(Path::new(""), Path::new(""), &clean, &mut found)?;
         found.retain(|s: &Source| s.rel.as_os_str().is_empty() || !self.ignore.is_excluded(&slash(&s.rel)));
         if found.is_empty() {
             bail!("{source}: not found in the build context (or excluded by .dockerignore)");
@@ -65,16 +74,18 @@ impl BuildContext {
         Ok(found)
     }
 
-    fn expand(&self, base: &Path, rest: &[String], out: &mut Vec<Source>) -> Result<()> {
+    /// Walks `rest` from `base` (as named) / `real` (resolved), expanding wildcards.
+    fn expand(&self, base: &Path, real: &Path, rest: &[String], out: &mut Vec<Source>) -> Result<()> {
         let Some((first, rest)) = rest.split_first() else {
-            let meta = fs::metadata(self.root.join(base));
-            if let Ok(meta) = meta {
-                out.push(Source { rel: base.to_path_buf(), is_dir: meta.is_dir() });
+            if let Ok(meta) = fs::symlink_metadata(self.root.join(real)) {
+                out.push(Source { rel: base.to_path_buf(), real: real.to_path_buf(), is_dir: meta.is_dir() });
             }
             return Ok(());
         };
         if !has_wildcard(first) {
-            return self.expand(&base.join(unescape(first)), rest, out);
+            let name = unescape(first);
+            let next = resolve_in_root(&self.root, &real.join(&name))?;
+            return self.expand(&base.join(&name), &next, rest, out);
         }
         let glob = globset::GlobBuilder::new(first)
             .literal_separator(true)
@@ -82,13 +93,13 @@ impl BuildContext {
             .build()
             .with_context(|| format!("invalid pattern {first:?}"))?
             .compile_matcher();
-        let dir = self.root.join(base);
+        let dir = self.root.join(real);
         let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
-        let mut names: Vec<String> =
-            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         for name in names.iter().filter(|n| glob.is_match(n.as_str())) {
-            self.expand(&base.join(name), rest, out)?;
+            let next = resolve_in_root(&self.root, &real.join(name))?;
+            self.expand(&base.join(name), &next, rest, out)?;
         }
         Ok(())
     }
@@ -100,10 +111,10 @@ impl BuildContext {
         let into_dir = dest.ends_with('/') || sources.len() > 1 || sources.iter().any(|s| s.is_dir);
         let dest = staging.join(clean_relative(dest).iter().collect::<PathBuf>());
         for s in sources {
-            let from = self.root.join(&s.rel);
+            let from = self.root.join(&s.real);
             if s.is_dir {
                 fs::create_dir_all(&dest)?;
-                self.copy_tree(&from, &s.rel, &dest, attrs)?;
+                self.copy_tree(&from, &s.real, &dest, attrs)?;
             } else {
                 let to = if into_dir {
                     dest.join(s.rel.file_name().expect("files have names"))
@@ -147,7 +158,8 @@ impl BuildContext {
     pub fn digest(&self, sources: &[Source]) -> Result<Digest> {
         let mut h = Hasher::new(Algorithm::Sha256);
         for s in sources {
-            self.hash_path(&s.rel, &mut h)?;
+            h.update(slash(&s.rel).as_bytes());
+            self.hash_path(&s.real, &mut h)?;
         }
         Ok(h.finish())
     }
@@ -187,6 +199,41 @@ impl BuildContext {
         h.update(&[0xff]);
         Ok(())
     }
+}
+
+/// Resolves symlinks in `rel` as if `root` were `/`: absolute targets start again at the
+/// root and `..` stops there, so nothing outside `root` is ever named. Returns the resolved
+/// path relative to the root.
+pub fn resolve_in_root(root: &Path, rel: &Path) -> Result<PathBuf> {
+    let mut resolved = PathBuf::new();
+    let mut pending: Vec<PathBuf> = rel.components().rev().map(|c| PathBuf::from(c.as_os_str())).collect();
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        match part.components().next() {
+            Some(Component::Normal(name)) => {
+                let candidate = resolved.join(name);
+                match fs::symlink_metadata(root.join(&candidate)) {
+                    Ok(meta) if meta.file_type().is_symlink() => {
+                        hops += 1;
+                        if hops > 40 {
+                            bail!("{}: too many levels of symbolic links", rel.display());
+                        }
+                        let target = fs::read_link(root.join(&candidate))?;
+                        if target.is_absolute() {
+                            resolved = PathBuf::new();
+                        }
+                        pending.extend(target.components().rev().map(|c| PathBuf::from(c.as_os_str())));
+                    }
+                    _ => resolved = candidate,
+                }
+            }
+            Some(Component::ParentDir) => {
+                resolved.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(resolved)
 }
 
 fn copy_entry(from: &Path, to: &Path, attrs: Attributes) -> Result<()> {
@@ -289,6 +336,24 @@ mod tests {
         assert_eq!(rels("."), [""]);
         assert!(ctx.resolve("secret.key").is_err(), "ignored");
         assert!(ctx.resolve("nope").unwrap_err().to_string().contains("not found"));
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir_all(d.join("usr/lib")).unwrap();
+        fs::write(d.join("usr/lib/x"), "inside").unwrap();
+        symlink("/usr/lib", d.join("lib")).unwrap();
+        symlink("../../../../etc", d.join("up")).unwrap();
+        assert_eq!(resolve_in_root(d, Path::new("lib/x")).unwrap(), PathBuf::from("usr/lib/x"));
+        assert_eq!(resolve_in_root(d, Path::new("up/passwd")).unwrap(), PathBuf::from("etc/passwd"));
+        let ctx = BuildContext::rootfs(d).unwrap();
+        let found = ctx.resolve("/lib/x").unwrap();
+        assert_eq!((found[0].rel.clone(), found[0].real.clone()), (PathBuf::from("lib/x"), PathBuf::from("usr/lib/x")));
+        assert!(ctx.resolve("/up/passwd").is_err(), "the host's /etc/passwd is not reachable");
+        symlink("loop", d.join("loop")).unwrap();
+        assert!(resolve_in_root(d, Path::new("loop/x")).is_err());
     }
 
     #[test]

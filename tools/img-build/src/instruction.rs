@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result, bail};
 
-use crate::parser::{Args, Heredoc, Node};
+use crate::parser::{Args, Heredoc, Node, ParseError};
 
 /// The command of RUN, CMD, ENTRYPOINT and HEALTHCHECK.
 #[derive(Clone, Debug, PartialEq)]
@@ -159,9 +159,12 @@ impl Flags {
     }
 }
 
-/// Converts every node; the first bad one is an error naming its line.
+/// Converts every node; the first bad one is a [`ParseError`] naming its line.
 pub fn from_nodes(nodes: &[Node]) -> Result<Vec<Step>> {
-    nodes.iter().map(|n| step(n).with_context(|| format!("line {}", n.start_line))).collect()
+    nodes
+        .iter()
+        .map(|n| step(n).map_err(|e| ParseError { line: n.start_line, message: format!("{e:#}") }.into()))
+        .collect()
 }
 
 fn step(node: &Node) -> Result<Step> {

@@ -2,10 +2,13 @@
 //! the parser (text → instruction nodes), argument splitting, and variable expansion.
 
 pub mod args;
+pub mod build;
+pub mod cache;
 pub mod context;
 pub mod dockerignore;
 pub mod instruction;
 pub mod parser;
+pub mod run_step;
 pub mod shell;
 pub mod stages;
 pub mod state;

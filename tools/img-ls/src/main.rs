@@ -26,16 +26,30 @@ fn main() -> ExitCode {
     cli::run("img-ls", || {
         let args = Args::parse();
         let path = store::choose_layout(args.layout.layout.as_deref(), None)?;
-        if !path.join("oci-layout").exists() && !path.join("index.json").exists() {
-            return Ok(ExitCode::SUCCESS); // nothing stored yet is an empty list
+        // Nothing stored yet (no directory, or an empty one) is an empty list; a directory
+        // holding something else is not a layout, and Layout::open says so.
+        let empty = std::fs::read_dir(&path).map_or(true, |mut d| d.next().is_none());
+        if empty && !path.join("oci-layout").exists() {
+            return Ok(ExitCode::SUCCESS);
         }
         let layout = Layout::open(&path)?;
         let index = layout.read_index()?;
         let entries = index.entries();
+        let mut failed = false;
         let selected: Vec<usize> = if args.filters.is_empty() {
             (0..entries.len()).collect()
         } else {
-            let mut all: Vec<usize> = args.filters.iter().flat_map(|f| refs::filter(entries, f)).collect();
+            let mut all = Vec::new();
+            for f in &args.filters {
+                let found = refs::filter(entries, f);
+                if found.is_empty()
+                    && let Some(e) = refs::invalid_query(f)
+                {
+                    eprintln!("img-ls: {e:#}");
+                    failed = true;
+                }
+                all.extend(found);
+            }
             all.sort();
             all.dedup();
             all
@@ -43,7 +57,6 @@ fn main() -> ExitCode {
 
         let table = !args.json && std::io::stdout().is_terminal();
         let mut rows = Vec::new();
-        let mut failed = false;
         for &i in &selected {
             let entry = &entries[i];
             match summary::summarise(&layout, entry) {

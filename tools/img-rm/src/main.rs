@@ -1,17 +1,19 @@
 //! img-rm: remove image references from a layout and collect the garbage they leave.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
-use clap::Parser;
+use anyhow::Result;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use img::cli::{self, LayoutArg};
 use img::digest::Digest;
 use img::document::Descriptor;
 use img::layout::Layout;
 use img::record::{self, ImageRecord, Input};
-use img::{gc, graph, store};
+use img::{gc, graph, refs, store};
 use serde_json::{Value, json};
 
 /// Remove images (by reference or digest, as arguments or JSON Lines on stdin) and
@@ -48,10 +50,16 @@ fn main() -> ExitCode {
             }))?;
             return Ok(ExitCode::SUCCESS);
         }
-        let inputs = record::inputs(&args.images)?;
-        if inputs.is_empty() {
-            bail!("no image given: name references as arguments or JSON Lines on stdin (or use --prune)");
+        if args.images.is_empty() && std::io::stdin().is_terminal() {
+            Args::command()
+                .error(
+                    ErrorKind::MissingRequiredArgument,
+                    "no image given: name references as arguments or JSON Lines on stdin (or use --prune)",
+                )
+                .exit();
         }
+        // An empty pipeline (`img-ls | jq 'select(…)' | img-rm` selecting nothing) removes nothing.
+        let inputs = record::inputs(&args.images)?;
         // Records from a pipeline may come from several layouts; each is handled on its own.
         let mut by_layout: BTreeMap<PathBuf, Vec<Input>> = BTreeMap::new();
         for input in inputs {
@@ -60,7 +68,11 @@ fn main() -> ExitCode {
         }
         let mut ok = true;
         for (path, inputs) in by_layout {
-            ok &= remove_from(&path, &inputs, &args)?;
+            // A layout that cannot be opened fails its images, not those of the other layouts.
+            ok &= remove_from(&path, &inputs, &args).unwrap_or_else(|e| {
+                eprintln!("img-rm: {}", cli::one_line(&e));
+                false
+            });
         }
         Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     })
@@ -76,7 +88,10 @@ fn remove_from(path: &std::path::Path, inputs: &[Input], args: &Args) -> Result<
         for input in inputs {
             let found = index.find(&input.name);
             if found.is_empty() && !args.force {
-                eprintln!("img-rm: {}: no such image in {}", input.name, layout.root().display());
+                match refs::invalid_query(&input.name) {
+                    Some(e) => eprintln!("img-rm: {e:#}"),
+                    None => eprintln!("img-rm: {}: no such image in {}", input.name, layout.root().display()),
+                }
                 ok = false;
             }
             positions.extend(found);

@@ -1,0 +1,16 @@
+//! Image layers: their compression, applying one to a directory, and unpacking an image's
+//! layers in order.
+//!
+//! - [`compression`]: which decoder a layer needs (tar, gzip incl. multi-member, zstd).
+//! - [`root`]: resolving paths inside a directory as if it were `/` (`openat2`
+//!   `RESOLVE_IN_ROOT`), so nothing a layer says can reach outside it.
+//! - [`apply`]: applying one layer tar to a directory with the OCI image-spec rules
+//!   (whiteouts, opaque directories, overwrites, hardlinks, owners, modes, times, xattrs),
+//!   writing whiteouts either as real deletions or in overlayfs form.
+//! - [`unpack`]: every layer of an image in order, decompressing the next while applying the
+//!   current one, each checked against its diff_id.
+
+pub mod apply;
+pub mod compression;
+pub mod root;
+pub mod unpack;

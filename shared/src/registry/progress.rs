@@ -1,0 +1,98 @@
+//! Progress of blob transfers: bars on stderr when it is a terminal, nothing otherwise.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::digest::Digest;
+
+/// Told about every blob transfer; implementations must be shareable between worker threads.
+pub trait Progress: Sync {
+    /// A transfer of `size` bytes begins with `done` of them already there.
+    fn start(&self, what: &str, digest: &Digest, size: u64, done: u64) -> Box<dyn Transfer + '_>;
+    /// A line for humans (with `-v`), printed above the bars.
+    fn message(&self, _line: &str) {}
+}
+
+/// One transfer in progress.
+pub trait Transfer: Send + Sync {
+    fn advance(&self, bytes: u64);
+    /// The transfer went back to `position` (a retry starting over).
+    fn rewind(&self, position: u64);
+    fn finish(&self);
+}
+
+/// No output.
+pub struct Silent;
+
+struct NoTransfer;
+
+impl Transfer for NoTransfer {
+    fn advance(&self, _: u64) {}
+    fn rewind(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+impl Progress for Silent {
+    fn start(&self, _: &str, _: &Digest, _: u64, _: u64) -> Box<dyn Transfer + '_> {
+        Box::new(NoTransfer)
+    }
+}
+
+/// Per-blob bars on stderr, drawn only if stderr is a terminal; `verbose` lines go to stderr
+/// either way.
+pub struct Bars {
+    multi: Option<MultiProgress>,
+    verbose: bool,
+    lock: Mutex<()>,
+}
+
+impl Bars {
+    pub fn new(verbose: bool) -> Bars {
+        let multi = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Bars { multi, verbose, lock: Mutex::new(()) }
+    }
+}
+
+struct Bar(ProgressBar);
+
+impl Transfer for Bar {
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+    fn rewind(&self, position: u64) {
+        self.0.set_position(position);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl Progress for Bars {
+    fn start(&self, what: &str, digest: &Digest, size: u64, done: u64) -> Box<dyn Transfer + '_> {
+        let Some(multi) = &self.multi else { return Box::new(NoTransfer) };
+        let bar = multi.add(ProgressBar::new(size));
+        let style = ProgressStyle::with_template("{prefix} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_prefix(format!("{what} {}", digest.short()));
+        bar.set_position(done);
+        Box::new(Bar(bar))
+    }
+
+    fn message(&self, line: &str) {
+        if !self.verbose {
+            return;
+        }
+        let _guard = self.lock.lock();
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Resource limits through cgroups: v2 where a cgroup2 tree is mounted with the controllers we
+//! need, else v1 (one hierarchy per controller). A limit that cannot be applied is an error.
+//! A container only gets cgroups when it has limits; its processes die with its PID namespace.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::spec::Resources;
+
+/// The cgroup directories made for one container.
+#[derive(Debug)]
+pub struct Cgroup {
+    dirs: Vec<PathBuf>,
+}
+
+/// One mounted cgroup hierarchy: where, which version, which controllers.
+#[derive(Clone, Debug)]
+struct Hierarchy {
+    mount: PathBuf,
+    /// The mount's root within the hierarchy (mountinfo's fourth field).
+    root: String,
+    v2: bool,
+    controllers: Vec<String>,
+}
+
+/// The limits to write, as (controller, file, value) for each version.
+fn settings(r: &Resources, v2: bool) -> Vec<(&'static str, &'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(m) = &r.memory {
+        if let Some(limit) = m.limit {
+            out.push(("memory", if v2 { "memory.max" } else { "memory.limit_in_bytes" }, limit.to_string()));
+        }
+        if let Some(swap) = m.swap {
+            if v2 {
+                let extra = swap - m.limit.unwrap_or(0);
+                out.push(("memory", "memory.swap.max", extra.max(0).to_string()));
+            } else {
+                out.push(("memory", "memory.memsw.limit_in_bytes", swap.to_string()));
+            }
+        }
+    }
+    if let Some(p) = &r.pids {
+        let v = if p.limit <= 0 { "max".to_string() } else { p.limit.to_string() };
+        out.push(("pids", "pids.max", v));
+    }
+    if let Some(c) = &r.cpu {
+        let period = c.period.unwrap_or(100_000);
+        if let Some(quota) = c.quota {
+            if v2 {
+                out.push(("cpu", "cpu.max", format!("{quota} {period}")));
+            } else {
+                out.push(("cpu", "cpu.cfs_period_us", period.to_string()));
+                out.push(("cpu", "cpu.cfs_quota_us", quota.to_string()));
+            }
+        }
+        if let Some(shares) = c.shares {
+            if v2 {
+                let weight = 1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142;
+                out.push(("cpu", "cpu.weight", weight.to_string()));
+            } else {
+                out.push(("cpu", "cpu.shares", shares.to_string()));
+            }
+        }
+    }
+    out
+}
+
+fn hierarchies() -> Result<Vec<Hierarchy>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    let mut out = Vec::new();
+    for line in info.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let l: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        if l.len() < 5 || r.len() < 3 {
+            continue;
+        }
+        let mount = PathBuf::from(unescape(l[4]));
+        match r[0] {
+            "cgroup2" => {
+                let controllers =
+                    std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
+                out.push(Hierarchy {
+                    mount,
+                    root: l[3].to_string(),
+                    v2: true,
+                    controllers: controllers.split_whitespace().map(str::to_string).collect(),
+                });
+            }
+            "cgroup" => out.push(Hierarchy {
+                mount,
+                root: l[3].to_string(),
+                v2: false,
+                controllers: r[2].split(',').map(str::to_string).collect(),
+            }),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+/// This process's cgroup path in the v1 hierarchy of `controller` (or v2 with `None`).
+fn own_path(controller: Option<&str>) -> String {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, names, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or("/"));
+        let hit = match controller {
+            None => names.is_empty(),
+            Some(c) => names.split(',').any(|n| n == c),
+        };
+        if hit {
+            return path.to_string();
+        }
+    }
+    "/".to_string()
+}
+
+fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
+    std::fs::write(dir.join(file), value)
+        .with_context(|| format!("cgroup: writing {value:?} to {}", dir.join(file).display()))
+}
+
+impl Cgroup {
+    /// Makes the container's cgroups and writes its limits; `None` when there are no limits.
+    pub fn create(id: &str, resources: Option<&Resources>) -> Result<Option<Cgroup>> {
+        let Some(r) = resources else { return Ok(None) };
+        let wanted: Vec<&str> = {
+            let mut c: Vec<&str> = settings(r, false).iter().map(|s| s.0).collect();
+            c.dedup();
+            c
+        };
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        let all = hierarchies()?;
+        let v2 = all.iter().find(|h| h.v2 && wanted.iter().all(|c| h.controllers.iter().any(|x| x == c)));
+        let mut cg = Cgroup { dirs: Vec::new() };
+        let result = match v2 {
+            Some(h) => cg.create_v2(h, id, r, &wanted),
+            None => cg.create_v1(&all, id, r, &wanted),
+        };
+        match result {
+            Ok(()) => Ok(Some(cg)),
+            Err(e) => {
+                cg.remove();
+                Err(e)
+            }
+        }
+    }
+
+    fn create_v2(&mut self, h: &Hierarchy, id: &str, r: &Resources, wanted: &[&str]) -> Result<()> {
+        // Under the tree's root, which may hold processes and enable controllers for children.
+        let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
+        let parent = h.mount.join("img-run");
+        write(&h.mount, "cgroup.subtree_control", enable.trim())?;
+        match std::fs::create_dir(&parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("cgroup: creating {}", parent.display())),
+        }
+        write(&parent, "cgroup.subtree_control", enable.trim())?;
+        let dir = parent.join(id);
+        std::fs::create_dir(&dir).with_context(|| format!("cgroup: creating {}", dir.display()))?;
+        self.dirs.push(dir.clone());
+        for (_, file, value) in settings(r, true) {
+            write(&dir, file, &value)?;
+        }
+        Ok(())
+    }
+
+    fn create_v1(&mut self, all: &[Hierarchy], id: &str, r: &Resources, wanted: &[&str]) -> Result<()> {
+        let mut made: Vec<(String, PathBuf)> = Vec::new();
+        for c in wanted {
+            let Some(h) = all.iter().find(|h| !h.v2 && h.controllers.iter().any(|x| x == c)) else {
+                bail!("cgroup: the {c} controller is not available (neither cgroup v2 nor v1 has it)");
+            };
+            if let Some((_, dir)) = made.iter().find(|(m, _)| Path::new(m) == h.mount) {
+                made.push((c.to_string(), dir.clone()));
+                continue;
+            }
+            // Nested under our own cgroup, relative to this mount's root.
+            let own = own_path(Some(c));
+            let rel = own.strip_prefix(h.root.as_str()).unwrap_or(&own).trim_start_matches('/');
+            let dir = h.mount.join(rel).join(format!("img-run-{id}"));
+            std::fs::create_dir(&dir).with_context(|| format!("cgroup: creating {}", dir.display()))?;
+            self.dirs.push(dir.clone());
+            made.push((h.mount.to_string_lossy().into_owned(), dir.clone()));
+            made.push((c.to_string(), dir));
+        }
+        for (controller, file, value) in settings(r, false) {
+            let dir = &made.iter().find(|(c, _)| c == controller).expect("made above").1;
+            if !dir.join(file).exists() {
+                bail!("cgroup: {} is not supported here (no {file})", file);
+            }
+            write(dir, file, &value)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the calling process into the container's cgroups (the child does this itself
+    /// before it starts the container, so everything it forks is inside).
+    pub fn join_self(&self) -> Result<()> {
+        for dir in &self.dirs {
+            write(dir, "cgroup.procs", "0")?;
+        }
+        Ok(())
+    }
+
+    /// Kills whatever is left and removes the directories, waiting briefly for the kernel to
+    /// let go of exiting tasks.
+    pub fn remove(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for dir in self.dirs.drain(..).rev() {
+            loop {
+                if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                    for pid in procs.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
+                        // SAFETY: kill has no memory-safety preconditions.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+                if Instant::now() > deadline {
+                    eprintln!("img-run: warning: could not remove cgroup {}", dir.display());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::spec::{Cpu, Memory, Pids};
+
+    #[test]
+    fn settings_for_each_version() {
+        let r = Resources {
+            memory: Some(Memory { limit: Some(1 << 20), swap: None }),
+            pids: Some(Pids { limit: 10 }),
+            cpu: Some(Cpu { quota: Some(50_000), period: Some(100_000), shares: None }),
+        };
+        let v1 = settings(&r, false);
+        assert!(v1.contains(&("memory", "memory.limit_in_bytes", "1048576".into())));
+        assert!(v1.contains(&("cpu", "cpu.cfs_quota_us", "50000".into())));
+        let v2 = settings(&r, true);
+        assert!(v2.contains(&("cpu", "cpu.max", "50000 100000".into())));
+        assert!(v2.contains(&("pids", "pids.max", "10".into())));
+    }
+}

@@ -1,0 +1,21 @@
+//! A container runtime on Linux namespaces: what img-run runs a container with.
+//!
+//! One concept per file: the runtime spec we read ([`spec`]), namespaces, mounts and
+//! pivot_root, users, capabilities, cgroups, the pty, signals, the final process setup and
+//! exec ([`process`]), and the life of one container ([`container`]).
+
+pub mod capabilities;
+pub mod cgroup;
+pub mod container;
+pub mod mounts;
+pub mod namespaces;
+pub mod options;
+pub mod process;
+pub mod pty;
+pub mod signals;
+pub mod spec;
+pub mod user;
+
+pub use container::{Container, Outcome, run};
+pub use mounts::Rootfs;
+pub use spec::Spec;

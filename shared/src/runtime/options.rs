@@ -1,0 +1,260 @@
+//! docker-run semantics: the options a user gives (`-e`, `-w`, `-u`, `--entrypoint`, `-v`,
+//! `--memory`, …) applied to a spec, and the image config's Entrypoint/Cmd/Env/User/WorkingDir
+//! combined with them exactly as docker does.
+
+use anyhow::{Context, Result, bail};
+
+use super::capabilities;
+use super::spec::{Cpu, Memory, Mount, Pids, Spec};
+use crate::document::RunConfig;
+
+/// docker's PATH for images that set none.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The options of `img-run` that change what runs and how, in docker's spelling.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// The command after the image (replaces Cmd, or the bundle's args).
+    pub command: Vec<String>,
+    /// `--entrypoint`: `Some("")` clears the image's entrypoint.
+    pub entrypoint: Option<String>,
+    /// `-e`/`--env-file` entries, `KEY=VALUE` (a bare `KEY` was already looked up).
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub volumes: Vec<String>,
+    pub tmpfs: Vec<String>,
+    pub read_only: bool,
+    /// `host` or `none`; `None` keeps the bundle's choice (host for images).
+    pub network: Option<String>,
+    pub tty: bool,
+    pub memory: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub cpus: Option<f64>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+}
+
+/// Sets `KEY=VALUE` in an environment list, replacing an earlier value of KEY.
+pub fn set_env(env: &mut Vec<String>, entry: &str) {
+    let key = entry.split_once('=').map_or(entry, |(k, _)| k);
+    env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+    env.push(entry.to_string());
+}
+
+/// docker's `-e KEY`: the caller's value of KEY, or nothing if it has none.
+pub fn expand_env_arg(arg: &str) -> Option<String> {
+    if arg.contains('=') {
+        return Some(arg.to_string());
+    }
+    std::env::var(arg).ok().map(|v| format!("{arg}={v}"))
+}
+
+/// Reads an `--env-file`: `KEY=VALUE` lines, `#` comments and blank lines skipped.
+pub fn read_env_file(path: &std::path::Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading env file {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|l| l.trim_start())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(expand_env_arg)
+        .collect())
+}
+
+/// docker's memory sizes: a number with an optional unit b, k, m, g, t (powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<i64> {
+    let lower = s.trim().to_ascii_lowercase();
+    let lower = lower.strip_suffix("ib").or_else(|| lower.strip_suffix('b')).unwrap_or(&lower);
+    let (num, mult) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1i64 << 10),
+        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
+        Some('t') => (&lower[..lower.len() - 1], 1 << 40),
+        _ => (lower, 1),
+    };
+    let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
+    if n < 0.0 {
+        bail!("invalid size {s:?}");
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+/// The process of a container from an image: Entrypoint/Cmd/Env/User/WorkingDir as docker
+/// combines them with the options. Returns the user to resolve in the container.
+pub fn apply_image_config(spec: &mut Spec, config: &RunConfig, opts: &RunOptions) -> Option<String> {
+    let p = &mut spec.process;
+    let (entrypoint, cmd) = match &opts.entrypoint {
+        // --entrypoint also resets the image's Cmd.
+        Some(e) if e.is_empty() => (Vec::new(), opts.command.clone()),
+        Some(e) => (vec![e.clone()], opts.command.clone()),
+        None => {
+            let cmd = if opts.command.is_empty() {
+                config.cmd.clone().unwrap_or_default()
+            } else {
+                opts.command.clone()
+            };
+            (config.entrypoint.clone().unwrap_or_default(), cmd)
+        }
+    };
+    p.args = entrypoint.into_iter().chain(cmd).collect();
+    p.env = config.env.clone().unwrap_or_default();
+    if !p.env.iter().any(|e| e.starts_with("PATH=")) {
+        p.env.insert(0, DEFAULT_PATH.to_string());
+    }
+    p.cwd = config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".to_string());
+    config.user.clone().filter(|u| !u.is_empty())
+}
+
+/// Applies the options to a spec (from a bundle or an image). Returns the user to resolve in
+/// the container, if `-u` was given.
+pub fn apply(spec: &mut Spec, opts: &RunOptions, bundle_mode: bool) -> Result<Option<String>> {
+    let p = &mut spec.process;
+    if bundle_mode {
+        match &opts.entrypoint {
+            Some(e) if !e.is_empty() => {
+                p.args = std::iter::once(e.clone()).chain(opts.command.clone()).collect()
+            }
+            _ if !opts.command.is_empty() => p.args = opts.command.clone(),
+            _ => {}
+        }
+    }
+    for e in &opts.env {
+        set_env(&mut p.env, e);
+    }
+    if opts.tty && !p.env.iter().any(|e| e.starts_with("TERM=")) {
+        p.env.push("TERM=xterm".to_string());
+    }
+    if let Some(w) = &opts.workdir {
+        if !w.starts_with('/') {
+            bail!("the working directory {w:?} is not an absolute path");
+        }
+        p.cwd = w.clone();
+    }
+    if let Some(caps) = p.capabilities.as_mut()
+        && (!opts.cap_add.is_empty() || !opts.cap_drop.is_empty())
+    {
+        caps.bounding = capabilities::adjust(&caps.bounding, &opts.cap_add, &opts.cap_drop)?;
+        caps.effective = capabilities::adjust(&caps.effective, &opts.cap_add, &opts.cap_drop)?;
+        caps.permitted = capabilities::adjust(&caps.permitted, &opts.cap_add, &opts.cap_drop)?;
+        let keep = |set: &mut Vec<String>, bounding: &[String]| set.retain(|c| bounding.contains(c));
+        let bounding = caps.bounding.clone();
+        keep(&mut caps.inheritable, &bounding);
+        keep(&mut caps.ambient, &bounding);
+    }
+    if let Some(h) = &opts.hostname {
+        spec.hostname = Some(h.clone());
+    }
+    if opts.read_only {
+        spec.root.readonly = true;
+    }
+    match opts.network.as_deref() {
+        None => {}
+        Some("host") => spec.set_namespace("network", false),
+        Some("none") => spec.set_namespace("network", true),
+        Some(other) => bail!("--network {other}: only \"host\" and \"none\" are supported"),
+    }
+    for v in &opts.volumes {
+        spec.mounts.push(volume(v)?);
+    }
+    for t in &opts.tmpfs {
+        let (dest, extra) = t.split_once(':').unwrap_or((t.as_str(), ""));
+        if !dest.starts_with('/') {
+            bail!("--tmpfs {t}: the destination must be an absolute path");
+        }
+        let mut options = vec!["noexec", "nosuid", "nodev"];
+        options.extend(extra.split(',').filter(|o| !o.is_empty()));
+        spec.mounts.push(Mount::new(dest, "tmpfs", "tmpfs", &options));
+    }
+    if let Some(m) = opts.memory {
+        if m < 6 << 20 {
+            bail!("--memory: the minimum is 6MiB");
+        }
+        spec.resources_mut().memory = Some(Memory { limit: Some(m), swap: None });
+    }
+    if let Some(n) = opts.pids_limit {
+        spec.resources_mut().pids = Some(Pids { limit: n });
+    }
+    if let Some(cpus) = opts.cpus {
+        let max = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+        if !(0.01..=max).contains(&cpus) {
+            bail!("--cpus: the range of CPUs is from 0.01 to {max}");
+        }
+        let period = 100_000u64;
+        spec.resources_mut().cpu =
+            Some(Cpu { quota: Some((cpus * period as f64) as i64), period: Some(period), shares: None });
+    }
+    Ok(opts.user.clone())
+}
+
+/// `-v SRC:DST[:ro|rw]`: a recursive bind of an absolute host path.
+fn volume(v: &str) -> Result<Mount> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, mode) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, m] => (*s, *d, *m),
+        _ => bail!("-v {v}: expected SRC:DST[:ro]"),
+    };
+    if !src.starts_with('/') {
+        bail!("-v {v}: named volumes are not supported; the source must be an absolute path");
+    }
+    if !dst.starts_with('/') {
+        bail!("-v {v}: the destination must be an absolute path");
+    }
+    let mut options = vec!["rbind", "rprivate"];
+    for m in mode.split(',').filter(|m| !m.is_empty()) {
+        match m {
+            "ro" => options.push("ro"),
+            "rw" | "z" | "Z" => {}
+            other => bail!("-v {v}: unknown mode {other:?}"),
+        }
+    }
+    Ok(Mount::new(dst, "bind", src, &options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(ep: Option<&[&str]>, cmd: Option<&[&str]>) -> RunConfig {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
+        RunConfig { entrypoint: ep.map(v), cmd: cmd.map(v), ..RunConfig::default() }
+    }
+
+    fn args(cfg: &RunConfig, entrypoint: Option<&str>, command: &[&str]) -> Vec<String> {
+        let mut spec = Spec::docker_default();
+        let opts = RunOptions {
+            entrypoint: entrypoint.map(str::to_string),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            ..RunOptions::default()
+        };
+        apply_image_config(&mut spec, cfg, &opts);
+        spec.process.args
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_combine_as_docker_does() {
+        let both = config(Some(&["/ep", "-x"]), Some(&["a"]));
+        assert_eq!(args(&both, None, &[]), ["/ep", "-x", "a"]);
+        assert_eq!(args(&both, None, &["b"]), ["/ep", "-x", "b"]);
+        assert_eq!(args(&both, Some("/other"), &[]), ["/other"]);
+        assert_eq!(args(&both, Some("/other"), &["c"]), ["/other", "c"]);
+        assert_eq!(args(&both, Some(""), &["sh"]), ["sh"]);
+        assert_eq!(args(&config(None, Some(&["sh"])), None, &[]), ["sh"]);
+        assert!(args(&config(None, None), None, &[]).is_empty());
+    }
+
+    #[test]
+    fn env_sizes_and_volumes() {
+        let mut env = vec!["A=1".to_string(), "B=2".to_string()];
+        set_env(&mut env, "A=3");
+        assert_eq!(env, ["B=2", "A=3"]);
+        assert_eq!(parse_bytes("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1GB").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("1.5k").unwrap(), 1536);
+        assert!(parse_bytes("lots").is_err());
+        assert_eq!(volume("/a:/b:ro").unwrap().options, ["rbind", "rprivate", "ro"]);
+        assert!(volume("name:/b").is_err());
+    }
+}

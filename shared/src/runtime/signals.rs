@@ -1,0 +1,116 @@
+//! Signals: img-run forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the
+//! container's process and waits for it; `--init` runs a small reaper as PID 1 that does the
+//! same inside the container and reaps orphaned zombies.
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+pub const FORWARDED: [Signal; 6] =
+    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+
+/// The signals img-run and the init wait for synchronously.
+fn handled() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    set.add(Signal::SIGWINCH);
+    set
+}
+
+/// Blocks the handled signals (so they queue for [`wait`]); returns the previous mask.
+pub fn block() -> Result<SigSet> {
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled()), Some(&mut old)).context("blocking signals")?;
+    Ok(old)
+}
+
+/// Restores a mask saved by [`block`] (in a child, before it execs).
+pub fn restore(old: &SigSet) -> Result<()> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(old), None).context("restoring the signal mask")
+}
+
+/// docker's exit status of a process: its code, or 128+N when killed by signal N.
+pub fn exit_code(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
+/// The handled signals as a descriptor for poll (they must be blocked, see [`block`]).
+pub fn signal_fd() -> Result<SignalFd> {
+    SignalFd::with_flags(&handled(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")
+}
+
+/// What arrived on the signal descriptor: forwarded to `child`, except SIGCHLD (the caller
+/// checks on its child) and SIGWINCH (returned true, for the caller to resize).
+pub fn forward_pending(sfd: &mut SignalFd, child: Pid) -> bool {
+    let mut winch = false;
+    while let Ok(Some(info)) = sfd.read_signal() {
+        match Signal::try_from(info.ssi_signo as i32) {
+            Ok(Signal::SIGCHLD) => {}
+            Ok(Signal::SIGWINCH) => winch = true,
+            Ok(sig) => {
+                let _ = kill(child, sig);
+            }
+            Err(_) => {}
+        }
+    }
+    winch
+}
+
+/// The exit status of `child` if it has ended.
+pub fn try_wait(child: Pid) -> Result<Option<i32>> {
+    match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => Ok(None),
+        Ok(status) => Ok(exit_code(status)),
+        Err(e) => Err(e).context("waiting for the container"),
+    }
+}
+
+/// The `--init` reaper, PID 1 of the container: forwards signals to `child`, reaps every
+/// zombie, and exits with `child`'s status when it ends.
+pub fn init_loop(child: Pid) -> ! {
+    let set = handled();
+    loop {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(status) => {
+                    if status.pid() == Some(child)
+                        && let Some(code) = exit_code(status)
+                    {
+                        // SAFETY: _exit ends the process without running destructors
+                        // copied from img-run.
+                        unsafe { libc::_exit(code) };
+                    }
+                }
+            }
+        }
+        match set.wait() {
+            Ok(Signal::SIGCHLD) | Ok(Signal::SIGWINCH) | Err(_) => {}
+            Ok(sig) => {
+                let _ = kill(child, sig);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_as_docker_reports_them() {
+        let pid = Pid::from_raw(1);
+        assert_eq!(exit_code(WaitStatus::Exited(pid, 3)), Some(3));
+        assert_eq!(exit_code(WaitStatus::Signaled(pid, Signal::SIGKILL, false)), Some(137));
+        assert_eq!(exit_code(WaitStatus::StillAlive), None);
+    }
+}

@@ -1,0 +1,334 @@
+//! The subset of the OCI runtime spec's `config.json` that img-run reads (what img-unpack and
+//! umoci write), and the docker-like default used for containers run from an image.
+//!
+//! Reading is lenient: unknown fields are ignored, missing ones take the spec's defaults.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::capabilities;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Spec {
+    #[serde(default)]
+    pub oci_version: String,
+    #[serde(default)]
+    pub process: Process,
+    #[serde(default)]
+    pub root: Root,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    #[serde(default)]
+    pub linux: Linux,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Process {
+    #[serde(default)]
+    pub terminal: bool,
+    #[serde(default)]
+    pub user: User,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default = "root_dir")]
+    pub cwd: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
+    #[serde(default)]
+    pub no_new_privileges: bool,
+}
+
+fn root_dir() -> String {
+    "/".to_string()
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub umask: Option<u32>,
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
+}
+
+/// Capability names as the spec spells them (`CAP_CHOWN`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    #[serde(default)]
+    pub bounding: Vec<String>,
+    #[serde(default)]
+    pub effective: Vec<String>,
+    #[serde(default)]
+    pub inheritable: Vec<String>,
+    #[serde(default)]
+    pub permitted: Vec<String>,
+    #[serde(default)]
+    pub ambient: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Rlimit {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub hard: u64,
+    pub soft: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Root {
+    #[serde(default = "rootfs_dir")]
+    pub path: String,
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+impl Default for Root {
+    fn default() -> Self {
+        Root { path: rootfs_dir(), readonly: false }
+    }
+}
+
+fn rootfs_dir() -> String {
+    "rootfs".to_string()
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mount {
+    pub destination: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+impl Mount {
+    pub fn new(destination: &str, kind: &str, source: &str, options: &[&str]) -> Mount {
+        Mount {
+            destination: destination.to_string(),
+            kind: kind.to_string(),
+            source: source.to_string(),
+            options: options.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// A bind mount (by type, or by a `bind`/`rbind` option as runc also accepts).
+    pub fn is_bind(&self) -> bool {
+        self.kind == "bind" || self.options.iter().any(|o| o == "bind" || o == "rbind")
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Linux {
+    #[serde(default)]
+    pub namespaces: Vec<Namespace>,
+    #[serde(default)]
+    pub uid_mappings: Vec<IdMapping>,
+    #[serde(default)]
+    pub gid_mappings: Vec<IdMapping>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    #[serde(default)]
+    pub readonly_paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_propagation: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Namespace {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdMapping {
+    #[serde(rename = "containerID")]
+    pub container_id: u32,
+    #[serde(rename = "hostID")]
+    pub host_id: u32,
+    pub size: u32,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<Pids>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Memory {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Pids {
+    pub limit: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Cpu {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shares: Option<u64>,
+}
+
+impl Spec {
+    /// Reads `config.json` of a bundle.
+    pub fn load(bundle: &Path) -> Result<Spec> {
+        let path = bundle.join("config.json");
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: malformed runtime config", path.display()))
+    }
+
+    /// Whether the spec asks for a namespace of this type (`pid`, `network`, …).
+    pub fn has_namespace(&self, kind: &str) -> bool {
+        self.linux.namespaces.iter().any(|n| n.kind == kind)
+    }
+
+    pub fn set_namespace(&mut self, kind: &str, on: bool) {
+        self.linux.namespaces.retain(|n| n.kind != kind);
+        if on {
+            self.linux.namespaces.push(Namespace { kind: kind.to_string(), path: None });
+        }
+    }
+
+    pub fn resources_mut(&mut self) -> &mut Resources {
+        self.linux.resources.get_or_insert_with(Resources::default)
+    }
+
+    /// What docker gives a container: its namespaces (host network), mounts, capabilities,
+    /// masked and read-only paths. The process fields are for the caller to fill in.
+    pub fn docker_default() -> Spec {
+        let caps: Vec<String> = capabilities::DOCKER_DEFAULT.iter().map(|c| c.to_string()).collect();
+        Spec {
+            oci_version: "1.0.2".to_string(),
+            process: Process {
+                terminal: false,
+                user: User::default(),
+                args: Vec::new(),
+                env: Vec::new(),
+                cwd: root_dir(),
+                capabilities: Some(Capabilities {
+                    bounding: caps.clone(),
+                    effective: caps.clone(),
+                    inheritable: Vec::new(),
+                    permitted: caps,
+                    ambient: Vec::new(),
+                }),
+                rlimits: Vec::new(),
+                no_new_privileges: true,
+            },
+            root: Root::default(),
+            hostname: None,
+            mounts: vec![
+                Mount::new("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+                Mount::new("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+                Mount::new(
+                    "/dev/pts",
+                    "devpts",
+                    "devpts",
+                    &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+                ),
+                Mount::new("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+                Mount::new("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+                Mount::new(
+                    "/dev/shm",
+                    "tmpfs",
+                    "shm",
+                    &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+                ),
+            ],
+            linux: Linux {
+                namespaces: ["pid", "ipc", "uts", "mount"]
+                    .iter()
+                    .map(|k| Namespace { kind: k.to_string(), path: None })
+                    .collect(),
+                masked_paths: [
+                    "/proc/asound",
+                    "/proc/acpi",
+                    "/proc/interrupts",
+                    "/proc/kcore",
+                    "/proc/keys",
+                    "/proc/latency_stats",
+                    "/proc/timer_list",
+                    "/proc/timer_stats",
+                    "/proc/sched_debug",
+                    "/proc/scsi",
+                    "/sys/firmware",
+                    "/sys/devices/virtual/powercap",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+                readonly_paths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                ..Linux::default()
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_umoci_config() {
+        let json = r#"{"ociVersion":"1.0.0","process":{"terminal":true,"user":{"uid":0,"gid":0},
+            "args":["sh"],"env":["PATH=/bin"],"cwd":"/","capabilities":{"bounding":["CAP_KILL"]},
+            "rlimits":[{"type":"RLIMIT_NOFILE","hard":1024,"soft":1024}],"noNewPrivileges":true},
+            "root":{"path":"rootfs"},"hostname":"h","mounts":[{"destination":"/proc","type":"proc","source":"proc"}],
+            "linux":{"namespaces":[{"type":"pid"},{"type":"network"}],"maskedPaths":["/proc/kcore"],
+            "resources":{"devices":[{"allow":false,"access":"rwm"}]},"unknown":1}}"#;
+        let spec: Spec = serde_json::from_str(json).unwrap();
+        assert_eq!(spec.process.args, ["sh"]);
+        assert!(spec.has_namespace("network") && !spec.has_namespace("uts"));
+        assert_eq!(spec.process.rlimits[0].soft, 1024);
+        assert_eq!(spec.mounts[0].kind, "proc");
+        assert!(!spec.root.readonly);
+    }
+
+    #[test]
+    fn docker_default_has_docker_capabilities() {
+        let spec = Spec::docker_default();
+        let caps = spec.process.capabilities.clone().unwrap();
+        assert_eq!(capabilities::mask(&caps.bounding).unwrap(), 0xa80425fb);
+        assert!(caps.inheritable.is_empty() && caps.ambient.is_empty());
+        assert!(!spec.has_namespace("network"));
+    }
+}

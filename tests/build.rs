@@ -1,0 +1,421 @@
+//! img-build end to end: real Dockerfiles built on a busybox base the test makes, the result
+//! inspected in the layout and run with img-run and runc.
+
+use std::fs;
+use std::path::Path;
+
+use img::layout::Layout;
+use img::resolve;
+use img::test_image::{COMMON_APPLETS, TestImage, busybox_layer};
+use img_e2e::{Store, assert_success, json_lines, stderr};
+use serde_json::{Value, json};
+
+const BASE: &str = "localhost/busybox:1";
+
+/// A store with a busybox base image, and a context directory.
+fn setup() -> (Store, tempfile::TempDir) {
+    let store = Store::new();
+    let layout = Layout::open_or_create(store.layout()).unwrap();
+    let applets: Vec<&str> = COMMON_APPLETS.iter().copied().chain(["wc", "seq", "xargs", "rmdir", "chmod", "stat", "grep", "test", "find"]).collect();
+    TestImage::new()
+        .layer(busybox_layer(&applets).unwrap())
+        .run_config("Cmd", json!(["/bin/sh"]))
+        .build()
+        .write_to(&layout, Some(BASE))
+        .unwrap();
+    (store, tempfile::tempdir().unwrap())
+}
+
+fn build(store: &Store, ctx: &Path, dockerfile: &str, extra: &[&str]) -> std::process::Output {
+    fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let mut args: Vec<&str> = extra.to_vec();
+    let ctx_str = ctx.to_str().unwrap();
+    args.push(ctx_str);
+    store.run("img-build", &args, "")
+}
+
+fn built(store: &Store, ctx: &Path, dockerfile: &str, extra: &[&str]) -> (Value, String) {
+    let out = build(store, ctx, dockerfile, extra);
+    assert_success(&out, "img-build");
+    let records = json_lines(&out.stdout);
+    assert_eq!(records.len(), 1, "one record: {records:?}");
+    (records[0].clone(), stderr(&out))
+}
+
+fn config_of(store: &Store, name: &str) -> Value {
+    let layout = Layout::open(store.layout()).unwrap();
+    let image = resolve::image(&layout, name, None).unwrap();
+    serde_json::from_slice(&image.config_bytes).unwrap()
+}
+
+fn run(store: &Store, name: &str, cmd: &[&str]) -> String {
+    let mut args = vec![name, "--"];
+    args.extend_from_slice(cmd);
+    let out = store.run("img-run", &args, "");
+    assert_success(&out, "img-run");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn run_copy_and_metadata_make_the_image_docker_would() {
+    let (store, ctx) = setup();
+    fs::write(ctx.path().join("hello.txt"), "hello from the context\n").unwrap();
+    let (record, log) = built(
+        &store,
+        ctx.path(),
+        &format!(
+            "FROM {BASE}\n\
+             ENV GREETING=hi DIR=/app\n\
+             WORKDIR $DIR\n\
+             COPY hello.txt ./\n\
+             RUN echo \"$GREETING from RUN\" > made.txt && mkdir -p /var/data && rm /bin/rmdir\n\
+             USER nobody\n\
+             LABEL org.example.k=v\n\
+             EXPOSE 8080\n\
+             ENTRYPOINT [\"/bin/cat\"]\n\
+             CMD [\"made.txt\"]\n"
+        ),
+        &["-t", "localhost/app:1"],
+    );
+    assert_eq!(record["ref"], "localhost/app:1");
+    assert!(log.contains("RUN echo"), "the log names the steps: {log}");
+    let config = config_of(&store, "localhost/app:1");
+    let c = &config["config"];
+    assert_eq!(c["WorkingDir"], "/app");
+    assert_eq!(c["User"], "nobody");
+    assert_eq!(c["Entrypoint"], json!(["/bin/cat"]));
+    assert_eq!(c["Cmd"], json!(["made.txt"]));
+    assert_eq!(c["Labels"]["org.example.k"], "v");
+    assert_eq!(c["ExposedPorts"], json!({"8080/tcp": {}}));
+    assert!(c["Env"].as_array().unwrap().contains(&json!("GREETING=hi")));
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3, "base + COPY + RUN");
+    let history = config["history"].as_array().unwrap();
+    assert!(history.iter().any(|h| h["created_by"].as_str().unwrap().starts_with("RUN ")));
+
+    // The image runs: entrypoint + cmd, as the user, in the workdir.
+    assert_eq!(run(&store, "localhost/app:1", &[]), "hi from RUN\n");
+    assert_eq!(run(&store, "localhost/app:1", &["hello.txt"]), "hello from the context\n");
+    let out = store.run("img-run", &["--entrypoint", "/bin/sh", "localhost/app:1", "-c", "id -u; pwd; test -e /bin/rmdir || echo rmdir-gone; test -d /var/data && echo data"], "");
+    assert_success(&out, "img-run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "65534\n/app\nrmdir-gone\ndata\n");
+}
+
+#[test]
+fn an_unchanged_rebuild_hits_the_cache_and_gives_the_same_digest() {
+    let (store, ctx) = setup();
+    fs::write(ctx.path().join("a.txt"), "a\n").unwrap();
+    let dockerfile = format!("FROM {BASE}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\nRUN echo more >> /b.txt\n");
+    let (first, log1) = built(&store, ctx.path(), &dockerfile, &["-t", "localhost/c:1"]);
+    assert!(!log1.contains("CACHED"), "{log1}");
+    let (second, log2) = built(&store, ctx.path(), &dockerfile, &["-t", "localhost/c:1"]);
+    assert_eq!(first["digest"], second["digest"]);
+    assert_eq!(log2.matches("CACHED").count(), 3, "{log2}");
+
+    // A changed source rebuilds from that step on.
+    fs::write(ctx.path().join("a.txt"), "changed\n").unwrap();
+    let (third, log3) = built(&store, ctx.path(), &dockerfile, &["-t", "localhost/c:1"]);
+    assert_ne!(first["digest"], third["digest"]);
+    assert_eq!(log3.matches("CACHED").count(), 0, "{log3}");
+    assert_eq!(run(&store, "localhost/c:1", &["cat", "/b.txt"]), "changed\nmore\n");
+
+    // --no-cache runs everything.
+    let (_, log4) = built(&store, ctx.path(), &dockerfile, &["--no-cache", "-t", "localhost/c:1"]);
+    assert_eq!(log4.matches("CACHED").count(), 0);
+}
+
+#[test]
+fn multi_stage_builds_only_what_the_target_needs() {
+    let (store, ctx) = setup();
+    let dockerfile = format!(
+        "ARG BASE={BASE}\n\
+         FROM $BASE AS build\n\
+         RUN mkdir /out && echo built > /out/artifact\n\
+         FROM $BASE AS unused\n\
+         RUN echo this stage must not run && false\n\
+         FROM scratch\n\
+         COPY --from=build /out/artifact /artifact\n\
+         COPY --from=build /bin/busybox /bin/busybox\n\
+         COPY --from=build /bin/cat /bin/cat\n\
+         CMD [\"/bin/cat\", \"/artifact\"]\n"
+    );
+    let (_, log) = built(&store, ctx.path(), &dockerfile, &["-t", "localhost/ms:1"]);
+    assert!(!log.contains("must not run"), "{log}");
+    assert_eq!(run(&store, "localhost/ms:1", &[]), "built\n");
+    let config = config_of(&store, "localhost/ms:1");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+
+    let (_, _) = built(&store, ctx.path(), &dockerfile, &["--target", "build", "-t", "localhost/ms:build"]);
+    assert_eq!(run(&store, "localhost/ms:build", &["cat", "/out/artifact"]), "built\n");
+}
+
+#[test]
+fn dockerignore_heredocs_and_build_args() {
+    let (store, ctx) = setup();
+    fs::write(ctx.path().join(".dockerignore"), "*.secret\nlogs/\n!logs/keep.log\n").unwrap();
+    fs::write(ctx.path().join("app.conf"), "conf\n").unwrap();
+    fs::write(ctx.path().join("db.secret"), "s3cr3t\n").unwrap();
+    fs::create_dir(ctx.path().join("logs")).unwrap();
+    fs::write(ctx.path().join("logs/a.log"), "a\n").unwrap();
+    fs::write(ctx.path().join("logs/keep.log"), "keep\n").unwrap();
+    let dockerfile = format!(
+        "FROM {BASE}\n\
+         ARG WHO=default\n\
+         COPY . /ctx/\n\
+         COPY <<EOF /greeting\n\
+         hello $WHO\n\
+         EOF\n\
+         RUN <<SCRIPT\n\
+         echo \"script saw $WHO\" > /script.out\n\
+         ls /ctx /ctx/logs >> /script.out\n\
+         SCRIPT\n"
+    );
+    built(&store, ctx.path(), &dockerfile, &["--build-arg", "WHO=world", "-t", "localhost/h:1"]);
+    assert_eq!(run(&store, "localhost/h:1", &["cat", "/greeting"]), "hello world\n");
+    let out = run(&store, "localhost/h:1", &["cat", "/script.out"]);
+    assert!(out.starts_with("script saw world\n"), "{out}");
+    assert!(out.contains("app.conf") && !out.contains("db.secret"), "{out}");
+    assert!(out.contains("keep.log") && !out.contains("a.log"), "{out}");
+    // ARG values are not kept in the image's environment.
+    let config = config_of(&store, "localhost/h:1");
+    assert!(!config["config"]["Env"].to_string().contains("WHO"));
+}
+
+#[test]
+fn run_cache_mounts_persist_between_builds() {
+    let (store, ctx) = setup();
+    let dockerfile = format!(
+        "FROM {BASE}\nARG N\nRUN --mount=type=cache,target=/cache echo $N >> /cache/runs && cat /cache/runs > /seen\n"
+    );
+    built(&store, ctx.path(), &dockerfile, &["--build-arg", "N=1", "-t", "localhost/m:1"]);
+    built(&store, ctx.path(), &dockerfile, &["--build-arg", "N=2", "-t", "localhost/m:2"]);
+    assert_eq!(run(&store, "localhost/m:2", &["cat", "/seen"]), "1\n2\n");
+    let out = run(&store, "localhost/m:2", &["sh", "-c", "test -e /cache && echo present || echo absent"]);
+    assert_eq!(out, "absent\n", "neither the cache nor its mount point is in the image");
+}
+
+#[test]
+fn source_date_epoch_makes_builds_reproducible() {
+    let (store, ctx) = setup();
+    fs::write(ctx.path().join("f"), "x").unwrap();
+    let dockerfile = format!("FROM {BASE}\nCOPY f /f\nRUN echo hi > /g\n");
+    let with_epoch = |extra: &[&str]| {
+        fs::write(ctx.path().join("Dockerfile"), &dockerfile).unwrap();
+        let mut cmd = store.command("img-build");
+        cmd.env("SOURCE_DATE_EPOCH", "1700000000").args(extra).arg(ctx.path());
+        let out = img_e2e::run_with_stdin(&mut cmd, "");
+        assert_success(&out, "img-build");
+        json_lines(&out.stdout)[0].clone()
+    };
+    let a = with_epoch(&["--no-cache", "-t", "localhost/r:1"]);
+    let b = with_epoch(&["--no-cache", "-t", "localhost/r:2"]);
+    assert_eq!(a["digest"], b["digest"]);
+    let config = config_of(&store, "localhost/r:1");
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+}
+
+#[test]
+fn a_failing_step_reports_its_status_and_changes_no_ref() {
+    let (store, ctx) = setup();
+    let (_, _) = built(&store, ctx.path(), &format!("FROM {BASE}\nRUN true\n"), &["-t", "localhost/f:1"]);
+    let before = fs::read(store.layout().join("index.json")).unwrap();
+    let out = build(&store, ctx.path(), &format!("FROM {BASE}\nRUN echo about to fail; exit 3\n"), &["-t", "localhost/f:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("about to fail"), "the step's output is shown: {err}");
+    assert!(err.contains("Dockerfile:2") && err.contains("non-zero code: 3"), "{err}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(fs::read(store.layout().join("index.json")).unwrap(), before);
+
+    let out = build(&store, ctx.path(), "FROM scratch\nFROBNICATE\n", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Dockerfile:2"), "{}", stderr(&out));
+}
+
+#[test]
+fn copy_chown_chmod_add_archives_and_onbuild() {
+    let (store, ctx) = setup();
+    let c = ctx.path();
+    fs::write(c.join("script.sh"), "#!/bin/sh\necho script\n").unwrap();
+    // A tar.gz the ADD extracts, made with the system tar.
+    fs::create_dir(c.join("tree")).unwrap();
+    fs::write(c.join("tree/inner.txt"), "inner\n").unwrap();
+    let tar = std::process::Command::new("tar").args(["-czf", "bundle.tar.gz", "-C", "tree", "."]).current_dir(c).status().unwrap();
+    assert!(tar.success());
+    fs::remove_dir_all(c.join("tree")).unwrap();
+    built(
+        &store,
+        c,
+        &format!(
+            "FROM {BASE}\n\
+             COPY --chown=nobody:nogroup --chmod=750 script.sh /opt/script.sh\n\
+             ADD bundle.tar.gz /unpacked/\n\
+             ONBUILD RUN echo triggered > /onbuild.txt\n"
+        ),
+        &["-t", "localhost/parent:1"],
+    );
+    let out = run(&store, "localhost/parent:1", &["sh", "-c", "stat -c '%u %g %a' /opt/script.sh; cat /unpacked/inner.txt; test -e /onbuild.txt || echo no-trigger-yet"]);
+    assert_eq!(out, "65534 65534 750\ninner\nno-trigger-yet\n");
+    assert_eq!(config_of(&store, "localhost/parent:1")["config"]["OnBuild"], json!(["RUN echo triggered > /onbuild.txt"]));
+
+    built(&store, c, "FROM localhost/parent:1\nRUN cat /onbuild.txt\n", &["-t", "localhost/child:1"]);
+    assert_eq!(run(&store, "localhost/child:1", &["cat", "/onbuild.txt"]), "triggered\n");
+    assert!(config_of(&store, "localhost/child:1")["config"].get("OnBuild").is_none(), "triggers run once");
+}
+
+#[test]
+fn run_mounts_network_none_and_secrets() {
+    let (store, ctx) = setup();
+    let c = ctx.path();
+    fs::write(c.join("data.txt"), "bound\n").unwrap();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    fs::write(secret.path(), "top-secret\n").unwrap();
+    let secret_arg = format!("id=token,src={}", secret.path().display());
+    built(
+        &store,
+        c,
+        &format!(
+            "FROM {BASE}\n\
+             RUN --mount=type=bind,source=data.txt,target=/mnt/data.txt cat /mnt/data.txt > /from-bind\n\
+             RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/x && cat /scratch/x > /from-tmpfs\n\
+             RUN --mount=type=secret,id=token cat /run/secrets/token | wc -c > /secret-length\n\
+             RUN --network=none cat /proc/net/dev | grep -c : > /interfaces\n"
+        ),
+        &["--secret", &secret_arg, "-t", "localhost/mounts:1"],
+    );
+    let out = run(&store, "localhost/mounts:1", &["sh", "-c", "cat /from-bind /from-tmpfs /secret-length /interfaces; ls /mnt /scratch /run/secrets 2>&1 | wc -l"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..3], ["bound", "t", "11"]);
+    assert_eq!(lines[3], "1", "only loopback with --network=none");
+    let config = config_of(&store, "localhost/mounts:1");
+    assert!(!config.to_string().contains("top-secret"));
+    // Nothing of the mounts is left in the image: the secret's file was never written.
+    let layout = Layout::open(store.layout()).unwrap();
+    let image = resolve::image(&layout, "localhost/mounts:1", None).unwrap();
+    for l in &image.manifest.layers {
+        let blob = layout.read_blob(&l.digest).unwrap();
+        let mut tar = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(blob.as_slice()), &mut tar).unwrap();
+        assert!(!String::from_utf8_lossy(&tar).contains("top-secret"));
+    }
+}
+
+#[test]
+fn stdin_dockerfile_stdin_context_iidfile_labels_and_zstd() {
+    let (store, ctx) = setup();
+    let iid = ctx.path().join("iid");
+    // -f - : the Dockerfile from stdin.
+    let mut cmd = store.command("img-build");
+    cmd.args(["-f", "-", "--label", "team=core", "--iidfile", iid.to_str().unwrap(), "--compression", "zstd", "-t", "localhost/s:1"]).arg(ctx.path());
+    let out = img_e2e::run_with_stdin(&mut cmd, &format!("FROM {BASE}\nRUN echo zstd > /z\n"));
+    assert_success(&out, "img-build -f -");
+    let record = &json_lines(&out.stdout)[0];
+    assert_eq!(fs::read_to_string(&iid).unwrap(), record["digest"].as_str().unwrap());
+    let config = config_of(&store, "localhost/s:1");
+    assert_eq!(config["config"]["Labels"]["team"], "core");
+    let layout = Layout::open(store.layout()).unwrap();
+    let image = resolve::image(&layout, "localhost/s:1", None).unwrap();
+    assert_eq!(image.manifest.layers.last().unwrap().media_type, img::media_type::OCI_LAYER_ZSTD);
+    assert_eq!(run(&store, "localhost/s:1", &["cat", "/z"]), "zstd\n");
+
+    // `-` : the context as a tar on stdin.
+    let tarball = tempfile::tempdir().unwrap();
+    fs::write(tarball.path().join("Dockerfile"), format!("FROM {BASE}\nCOPY in.txt /in.txt\n")).unwrap();
+    fs::write(tarball.path().join("in.txt"), "from a tar\n").unwrap();
+    let tar = std::process::Command::new("tar").args(["-cf", "-", "-C"]).arg(tarball.path()).arg(".").output().unwrap();
+    let mut child = store
+        .command("img-build")
+        .args(["-t", "localhost/s:2", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &tar.stdout).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert_success(&out, "img-build -");
+    assert_eq!(run(&store, "localhost/s:2", &["cat", "/in.txt"]), "from a tar\n");
+}
+
+#[test]
+fn predefined_args_and_user_names() {
+    let (store, ctx) = setup();
+    built(
+        &store,
+        ctx.path(),
+        &format!("FROM {BASE}\nARG TARGETARCH\nARG TARGETPLATFORM\nRUN echo $TARGETPLATFORM $TARGETARCH > /p\nUSER nobody\nRUN id -u > /tmp/who\n"),
+        &["-t", "localhost/p:1"],
+    );
+    let host = img::platform::Platform::host();
+    assert_eq!(run(&store, "localhost/p:1", &["cat", "/p"]), format!("{host} {}\n", host.architecture));
+    assert_eq!(run(&store, "localhost/p:1", &["cat", "/tmp/who"]), "65534\n");
+}
+
+#[test]
+fn the_built_image_runs_under_runc_too() {
+    let (store, ctx) = setup();
+    built(&store, ctx.path(), &format!("FROM {BASE}\nRUN echo from-runc > /msg\nCMD [\"cat\", \"/msg\"]\n"), &["-t", "localhost/rc:1"]);
+    let bundle = tempfile::tempdir().unwrap();
+    let b = bundle.path().join("b");
+    let out = store.run("img-unpack", &["--bundle", b.to_str().unwrap(), "localhost/rc:1"], "");
+    assert_success(&out, "img-unpack");
+    img_e2e::require("runc");
+    let id = format!("img-build-test-{}", std::process::id());
+    let out = std::process::Command::new("runc")
+        .args(["--root", bundle.path().join("runc-state").to_str().unwrap(), "run", "-b", b.to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_success(&out, "runc run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from-runc\n");
+}
+
+/// A static HTTP server on loopback (Python's), stopped on drop.
+struct HttpServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HttpServer {
+    fn serve(dir: &Path) -> HttpServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return HttpServer { child, port };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the HTTP server did not start");
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn add_downloads_urls_and_checks_their_checksum() {
+    let (store, ctx) = setup();
+    let files = tempfile::tempdir().unwrap();
+    fs::write(files.path().join("remote.txt"), "remote content\n").unwrap();
+    let server = HttpServer::serve(files.path());
+    let url = format!("http://127.0.0.1:{}/remote.txt", server.port);
+    let good = img::digest::Digest::of(b"remote content\n");
+    built(&store, ctx.path(), &format!("FROM {BASE}\nADD --checksum={good} {url} /dl/\n"), &["-t", "localhost/url:1"]);
+    assert_eq!(run(&store, "localhost/url:1", &["cat", "/dl/remote.txt"]), "remote content\n");
+
+    let bad = img::digest::Digest::of(b"something else");
+    let out = build(&store, ctx.path(), &format!("FROM {BASE}\nADD --checksum={bad} {url} /dl/\n"), &["-t", "localhost/url:2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("checksum mismatch"), "{}", stderr(&out));
+}

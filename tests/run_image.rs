@@ -1,0 +1,80 @@
+//! Image mode: per-layer snapshots extracted once and stacked with overlayfs, whiteouts,
+//! the writable layer kept on request, platform choice, and the rootless copy fallback.
+
+mod run_common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use img::layout::Layout;
+use img::test_image::{BuiltIndex, Entry, Layer};
+use run_common::*;
+
+#[test]
+fn snapshots_are_extracted_once_and_stacked() {
+    let env = Env::with_image(busybox_image(
+        &[],
+        vec![
+            Layer::new([Entry::file("data/a", "1"), Entry::file("data/b", "1"), Entry::file("keep/x", "1")]),
+            Layer::new([Entry::whiteout("data/a"), Entry::file("data/b", "2"), Entry::opaque("keep")]),
+        ],
+    ));
+    assert_eq!(env.sh(&[], "ls /data; cat /data/b; echo; ls /keep | wc -l"), "b\n2\n0\n");
+    let snapshots = env.store.path().join("snapshots");
+    let dirs: Vec<_> = std::fs::read_dir(&snapshots).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs.len(), 3, "one snapshot per layer: {dirs:?}");
+    // A second run uses the snapshots as they are: a file slipped into one shows up.
+    let busybox_snapshot = dirs.iter().find(|d| d.join("bin/busybox").exists()).unwrap();
+    std::fs::write(busybox_snapshot.join("marker"), "from the snapshot").unwrap();
+    assert_eq!(env.sh(&[], "cat /marker"), "from the snapshot");
+    // Writes go to the container's own upper directory, never into a snapshot.
+    env.sh(&[], "echo changed > /marker; rm /bin/busybox.gone 2>/dev/null; echo new > /data/new");
+    assert_eq!(std::fs::read_to_string(busybox_snapshot.join("marker")).unwrap(), "from the snapshot");
+    assert_eq!(std::fs::read_dir(env.store.path().join("containers")).unwrap().count(), 0);
+}
+
+#[test]
+fn keep_leaves_the_writable_layer_and_says_where() {
+    let env = Env::new();
+    let out = env.run(&["--keep", "--name", "kept", "bb:1", "sh", "-c", "echo hi > /made"]);
+    img_e2e::assert_success(&out, "img-run --keep");
+    let upper = env.store.path().join("containers/kept/upper");
+    assert!(img_e2e::stderr(&out).contains(&upper.display().to_string()), "{}", img_e2e::stderr(&out));
+    assert_eq!(std::fs::read_to_string(upper.join("made")).unwrap(), "hi\n");
+    // The name is taken while the container's directory is there.
+    assert_eq!(code(&env.run(&["--name", "kept", "bb:1", "true"])), 125);
+}
+
+#[test]
+fn platform_chooses_from_an_index() {
+    let store = img_e2e::Store::new();
+    let layout = Layout::open_or_create(store.layout()).unwrap();
+    let variant = |arch: &str| {
+        busybox_image(&[], vec![Layer::new([Entry::file("platform", arch)])]).platform(&format!("linux/{arch}")).build()
+    };
+    BuiltIndex::new(vec![variant("amd64"), variant("arm64")], false).write_to(&layout, Some("multi:1")).unwrap();
+    let env = Env { store };
+    let out = env.run(&["--platform", "linux/arm64", "multi:1", "cat", "/platform"]);
+    assert_eq!(stdout(&out), "arm64", "{}", img_e2e::stderr(&out));
+    let out = env.run(&["--platform", "linux/s390x", "multi:1", "true"]);
+    assert_eq!(code(&out), 125);
+}
+
+#[test]
+fn rootless_image_run_uses_an_unpacked_copy() {
+    img_e2e::require("setpriv");
+    let env = Env::new();
+    img_e2e::peer("chown", &["-R", "65534:65534", &env.store.path().to_string_lossy()]);
+    std::fs::set_permissions(env.store.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(img_run())
+        .args(["bb:1", "sh", "-c", "id -u; echo $$; echo w > /w && cat /w; ls -ld /tmp | cut -c1-10"])
+        .env("IMG_ROOT", env.store.path())
+        .current_dir(env.store.path());
+    let out = run_timeout(&mut cmd, "", Duration::from_secs(60));
+    img_e2e::assert_success(&out, "rootless img-run of an image");
+    assert_eq!(stdout(&out), "0\n1\nw\ndrwxrwxrwt\n");
+    assert_eq!(std::fs::read_dir(env.store.path().join("containers")).unwrap().count(), 0);
+}

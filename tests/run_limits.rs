@@ -1,0 +1,113 @@
+//! Resource limits through cgroups (v1 controllers on this hybrid machine, v2 where it has
+//! them): a memory hog is killed at --memory, a fork bomb stops at --pids-limit, --cpus is
+//! written, and the container's cgroups are gone afterwards.
+
+mod run_common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use run_common::*;
+
+/// Where img-run puts a container's cgroup for `controller` (v1: nested in ours).
+fn v1_cgroup_dir(controller: &str, name: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let path = text.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, names, path) = (f.next()?, f.next()?, f.next()?);
+        names.split(',').any(|n| n == controller).then(|| path.to_string())
+    })?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let (mount, root) = mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let r: Vec<&str> = right.split(' ').collect();
+        let l: Vec<&str> = left.split(' ').collect();
+        (r[0] == "cgroup" && r[2].split(',').any(|o| o == controller))
+            .then(|| (l[4].to_string(), l[3].to_string()))
+    })?;
+    let rel = path.strip_prefix(&root).unwrap_or(&path).trim_start_matches('/').to_string();
+    Some(PathBuf::from(mount).join(rel).join(format!("img-run-{name}")))
+}
+
+#[test]
+fn a_memory_hog_is_killed_at_the_limit() {
+    let env = Env::new();
+    // `tail` keeps the whole endless "line" of /dev/zero in memory.
+    let out = env.run(&["--memory", "32m", "bb:1", "sh", "-c", "tail /dev/zero; echo survived $?"]);
+    // The shell survives to report tail's death by SIGKILL (the OOM killer).
+    assert_eq!(stdout(&out), "survived 137\n", "{}", img_e2e::stderr(&out));
+    let out = env.run(&["--memory", "32m", "--init", "bb:1", "tail", "/dev/zero"]);
+    assert_eq!(code(&out), 137);
+}
+
+#[test]
+fn a_fork_bomb_stops_at_the_pids_limit() {
+    let env = Env::new();
+    // Long-lived children, counted as they start: the 12th process cannot be forked.
+    let script = "i=0; while [ $i -lt 40 ]; do sleep 10 & i=$((i+1)); echo $i; done";
+    let out = env.run(&["--pids-limit", "12", "bb:1", "sh", "-c", script]);
+    let started: usize = stdout(&out).lines().last().unwrap_or("0").parse().unwrap();
+    assert_eq!(started, 11, "with the shell, 12 processes: {}", img_e2e::stderr(&out));
+    assert!(img_e2e::stderr(&out).contains("can't fork"), "{}", img_e2e::stderr(&out));
+    // A real bomb: held at the limit, and gone with the container.
+    let bomb = "b() { b | b & }; b 2>/dev/null; sleep 1; echo alive";
+    let out = env.run(&["--pids-limit", "16", "bb:1", "sh", "-c", bomb]);
+    assert_eq!(stdout(&out), "alive\n", "{}", img_e2e::stderr(&out));
+}
+
+#[test]
+fn cpus_are_written_and_cgroups_removed() {
+    let env = Env::new();
+    let name = format!("cpu-test-{}", std::process::id());
+    let mut child = env
+        .store
+        .command("img-run")
+        .args([
+            "--name",
+            &name,
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "50",
+            "--memory",
+            "64m",
+            "bb:1",
+            "sleep",
+            "2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cpu = v1_cgroup_dir("cpu", &name).expect("a v1 cpu hierarchy");
+    let memory = v1_cgroup_dir("memory", &name).expect("a v1 memory hierarchy");
+    let pids = v1_cgroup_dir("pids", &name).expect("a v1 pids hierarchy");
+    let mut waited = 0;
+    while !cpu.join("cpu.cfs_quota_us").exists() && waited < 100 {
+        std::thread::sleep(Duration::from_millis(20));
+        waited += 1;
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap().trim().to_string();
+    assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "50000");
+    assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");
+    assert_eq!(read(memory.join("memory.limit_in_bytes")), (64u64 << 20).to_string());
+    assert_eq!(read(pids.join("pids.max")), "50");
+    let procs = read(pids.join("cgroup.procs"));
+    assert!(!procs.is_empty(), "the container is not in its cgroup");
+    assert!(child.wait().unwrap().success());
+    for dir in [cpu, memory, pids] {
+        assert!(!dir.exists(), "{} was left behind", dir.display());
+    }
+}
+
+#[test]
+fn limits_that_cannot_be_applied_are_errors() {
+    let env = Env::new();
+    let out = env.run(&["--memory", "1k", "bb:1", "true"]);
+    assert_eq!(code(&out), 125);
+    let out = env.run(&["--cpus", "64", "bb:1", "true"]);
+    assert_eq!(code(&out), 125);
+    assert!(img_e2e::stderr(&out).contains("--cpus"), "{}", img_e2e::stderr(&out));
+}

@@ -1,0 +1,270 @@
+//! What runs and as whom, with docker's semantics: environment, user and groups, working
+//! directory, Entrypoint/Cmd, stdin, exit codes and signals.
+
+mod run_common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use run_common::*;
+use serde_json::json;
+
+#[test]
+fn environment_from_image_options_and_files() {
+    let env = Env::with_image(busybox_image(
+        &[("Env", json!(["PATH=/bin:/usr/bin", "FOO=image", "KEEP=yes"])), ("Cmd", json!(["sh"]))],
+        vec![],
+    ));
+    let file = env.store.path().join("env.list");
+    std::fs::write(&file, "# comment\n\nFROMFILE=1\nFOO=file\n").unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let out = env.run_with(
+        &[
+            "--env-file",
+            &file,
+            "-e",
+            "FOO=cli",
+            "-e",
+            "FROM_HOST",
+            "-e",
+            "UNSET_ON_HOST",
+            "-h",
+            "hn",
+            "bb:1",
+            "env",
+        ],
+        "",
+        &[("FROM_HOST", "h")],
+    );
+    img_e2e::assert_success(&out, "img-run env");
+    let mut lines: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "FOO=cli",
+            "FROMFILE=1",
+            "FROM_HOST=h",
+            "HOME=/root",
+            "HOSTNAME=hn",
+            "KEEP=yes",
+            "PATH=/bin:/usr/bin"
+        ]
+    );
+    // An image without PATH gets docker's default one.
+    env.add_image(busybox_image(&[("Env", json!(["X=1"]))], vec![]), "nopath:1");
+    let out = env.run(&["nopath:1", "/bin/env"]);
+    assert!(stdout(&out).contains("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"));
+}
+
+#[test]
+fn user_from_image_or_option_resolved_in_the_container() {
+    let env = Env::with_image(busybox_image(&[("User", json!("app")), ("Cmd", json!(["id"]))], vec![]));
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.insert(all.len().min(all.len()), "bb:1");
+        let out = env.run(&all);
+        (code(&out), stdout(&out), img_e2e::stderr(&out))
+    };
+    let (_, out, _) = run(&[]);
+    assert_eq!(out, "uid=1000(app) gid=1000(app) groups=10(wheel),29(audio),1000(app)\n");
+    let (_, out, _) = run(&["-u", "root"]);
+    assert_eq!(out, "uid=0(root) gid=0(root) groups=0(root)\n");
+    let (_, out, _) = run(&["-u", "app:wheel"]);
+    assert_eq!(out, "uid=1000(app) gid=10(wheel) groups=10(wheel)\n");
+    let (_, out, _) = run(&["-u", "4242:4343"]);
+    assert_eq!(out, "uid=4242 gid=4343 groups=4343\n");
+    let home = env.run(&["-u", "app", "bb:1", "sh", "-c", "echo $HOME"]);
+    assert_eq!(stdout(&home), "/home/app\n");
+    let (code, _, err) = run(&["-u", "nope"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("unable to find user nope"), "{err}");
+}
+
+#[test]
+fn working_directory_from_image_or_option_is_created() {
+    let env =
+        Env::with_image(busybox_image(&[("WorkingDir", json!("/srv/app")), ("Cmd", json!(["pwd"]))], vec![]));
+    assert_eq!(stdout(&env.run(&["bb:1"])), "/srv/app\n");
+    assert_eq!(stdout(&env.run(&["-w", "/data/x", "bb:1"])), "/data/x\n");
+    assert_eq!(code(&env.run(&["-w", "relative", "bb:1"])), 125);
+}
+
+#[test]
+fn entrypoint_and_cmd_combine_as_docker_does() {
+    let env = Env::with_image(busybox_image(
+        &[("Entrypoint", json!(["echo", "ep"])), ("Cmd", json!(["cmd"]))],
+        vec![],
+    ));
+    let out = |args: &[&str]| stdout(&env.run(args));
+    assert_eq!(out(&["bb:1"]), "ep cmd\n");
+    assert_eq!(out(&["bb:1", "arg1", "arg2"]), "ep arg1 arg2\n");
+    assert_eq!(out(&["--entrypoint", "/bin/echo", "bb:1"]), "\n");
+    assert_eq!(out(&["--entrypoint", "/bin/echo", "bb:1", "x"]), "x\n");
+    assert_eq!(out(&["--entrypoint", "", "bb:1", "echo", "plain"]), "plain\n");
+    // Options after the image are the command's.
+    assert_eq!(out(&["bb:1", "-n", "x"]), "ep -n x\n");
+    assert_eq!(out(&["bb:1", "--", "-e"]), "ep -e\n");
+    let none = env.run(&["--entrypoint", "", "bb:1"]);
+    assert_eq!(code(&none), 125);
+}
+
+#[test]
+fn exit_codes_as_docker_reports_them() {
+    let env = Env::new();
+    assert_eq!(code(&env.run(&["bb:1", "sh", "-c", "exit 3"])), 3);
+    let out = env.run(&["bb:1", "no-such-command"]);
+    assert_eq!(code(&out), 127);
+    assert!(img_e2e::stderr(&out).contains("executable file not found"), "{}", img_e2e::stderr(&out));
+    assert_eq!(code(&env.run(&["bb:1", "/no/such/file"])), 127);
+    assert_eq!(code(&env.run(&["bb:1", "/etc/passwd"])), 126);
+    assert_eq!(code(&env.run(&["bb:1", "/etc"])), 126);
+    assert_eq!(code(&env.run(&["nosuch:image"])), 125);
+    assert_eq!(code(&env.run(&["--network", "bridge", "bb:1", "true"])), 125);
+    assert_eq!(code(&env.run(&["--bogus-flag", "bb:1"])), 125);
+    // Killed by a signal: 128+N.
+    assert_eq!(code(&env.run(&["--init", "bb:1", "sh", "-c", "kill -9 $$"])), 137);
+}
+
+fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
+    env.store
+        .command("img-run")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal_and_wait(child: std::process::Child, signal: i32) -> std::process::Output {
+    // Let the container start and install its trap.
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let pid = child.id() as i32;
+    let guard = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(20));
+        // SAFETY: as above; the test fails on the status if this fires.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(guard);
+    out
+}
+
+#[test]
+fn signals_are_forwarded() {
+    let env = Env::new();
+    for (sig, name, code_) in
+        [(libc::SIGTERM, "TERM", 7), (libc::SIGUSR1, "USR1", 8), (libc::SIGHUP, "HUP", 9)]
+    {
+        let script = format!(
+            "trap 'echo got {name}; exit {code_}' {name}; echo ready; while true; do sleep 0.1; done"
+        );
+        let child = spawn(&env, &["bb:1", "sh", "-c", &script]);
+        let out = signal_and_wait(child, sig);
+        assert_eq!(code(&out), code_, "{name}: {}", img_e2e::stderr(&out));
+        assert_eq!(stdout(&out), format!("ready\ngot {name}\n"));
+    }
+    // With --init, a command without handlers dies of the signal: 128+15.
+    let out = signal_and_wait(spawn(&env, &["--init", "bb:1", "sleep", "30"]), libc::SIGTERM);
+    assert_eq!(code(&out), 143);
+    // And the container's directory is gone afterwards.
+    assert_eq!(std::fs::read_dir(env.store.path().join("containers")).unwrap().count(), 0);
+}
+
+#[test]
+fn init_reaps_orphans() {
+    let env = Env::new();
+    let out =
+        env.sh(&["--init"], "sh -c 'sleep 0.2 & exit 0'; sleep 1; ps -o stat,comm | grep -c '^Z' || true");
+    assert_eq!(out.trim(), "0", "zombies left: {out}");
+}
+
+#[test]
+fn stdin_is_attached_with_i_and_a_record_line_names_the_image() {
+    let env = Env::new();
+    let with_i = env.run_with(&["-i", "bb:1", "cat"], "hello\n", &[]);
+    assert_eq!(stdout(&with_i), "hello\n");
+    let without = env.run_with(&["bb:1", "cat"], "hello\n", &[]);
+    assert_eq!(stdout(&without), "");
+    // One record line names the image; the rest of stdin is the container's.
+    let input = "{\"ref\":\"bb:1\",\"digest\":\"sha256:x\"}\nrest of input\n";
+    assert_eq!(stdout(&env.run_with(&["-i", "--", "cat"], input, &[])), "rest of input\n");
+    assert_eq!(stdout(&env.run_with(&["-i", "-", "cat"], "bb:1\nmore\n", &[])), "more\n");
+}
+
+#[test]
+fn tty_gives_a_terminal() {
+    let env = Env::new();
+    img_e2e::require("script");
+    let cmd = format!(
+        "IMG_ROOT={} {} -t bb:1 sh -c 'tty; stty size; echo $TERM'",
+        env.store.path().display(),
+        img_run().display()
+    );
+    let mut c = Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"]).env("COLUMNS", "100").env("LINES", "30");
+    let out = run_timeout(&mut c, "", Duration::from_secs(30));
+    let text = stdout(&out).replace('\r', "");
+    assert!(text.starts_with("/dev/pts/0\n"), "{text:?}");
+    assert!(text.contains("xterm"), "{text:?}");
+    assert_eq!(code(&out), 0);
+}
+
+#[test]
+fn tty_has_the_callers_window_size_and_restores_its_mode() {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let env = Env::new();
+    let (mut master, mut slave) = (0, 0);
+    let ws = libc::winsize { ws_row: 30, ws_col: 100, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: openpty fills two descriptors we then own.
+    let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), &ws) };
+    assert_eq!(rc, 0);
+    // SAFETY: tcgetattr into a zeroed struct.
+    let before = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        libc::tcgetattr(slave, &mut t);
+        t
+    };
+    // SAFETY: descriptors from openpty, each owned once (dup for the three stdio slots).
+    let stdio = |fd: i32| unsafe { Stdio::from(std::fs::File::from_raw_fd(libc::dup(fd))) };
+    let mut child = env
+        .store
+        .command("img-run")
+        .args(["-t", "bb:1", "sh", "-c", "stty size; tty"])
+        .stdin(stdio(slave))
+        .stdout(stdio(slave))
+        .stderr(stdio(slave))
+        .spawn()
+        .unwrap();
+    // Drain the pty while the container runs, so it never blocks on a full buffer.
+    // SAFETY: the master descriptor is ours alone.
+    let mut reader = unsafe { std::fs::File::from_raw_fd(master) };
+    let collected = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        all
+    });
+    let status = child.wait().unwrap();
+    // SAFETY: tcgetattr into a zeroed struct.
+    let after = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        libc::tcgetattr(slave, &mut t);
+        libc::close(slave);
+        t
+    };
+    let text = String::from_utf8_lossy(&collected.join().unwrap()).replace('\r', "");
+    assert!(status.success(), "{text}");
+    assert_eq!(text, "30 100\n/dev/pts/0\n");
+    assert_eq!(before.c_lflag, after.c_lflag, "the caller's terminal mode was not restored");
+    assert_eq!(before.c_iflag, after.c_iflag);
+}

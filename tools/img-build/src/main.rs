@@ -1,0 +1,218 @@
+//! img-build: Dockerfile + context → an image in the layout; prints its record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::FromRawFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use img::changes::Compression;
+use img::cli::{self, LayoutArg};
+use img::layer::apply::{Applier, Options as ApplyOptions};
+use img::layer::compression::decompress;
+use img::layout::Layout;
+use img::platform::Platform;
+use img::record::ImageRecord;
+use img::reference::Reference;
+use img::registry::{Connections, RegistryArgs};
+use img::store;
+use img_build::build::{self, Builder};
+use img_build::context::BuildContext;
+
+/// Build an image from a Dockerfile and a context directory (or `-`: a tar on stdin) into the
+/// layout, and print its record. The build log goes to stderr.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    layout: LayoutArg,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Name the image (repeatable): `app`, `localhost:5000/app:1`
+    #[arg(short = 't', long = "tag", value_name = "REF")]
+    tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile); `-` reads it from stdin
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<String>,
+    /// Set a build argument (`NAME=VALUE`, or `NAME` to take it from the environment)
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
+    build_args: Vec<String>,
+    /// Build this stage (by name or index) instead of the last
+    #[arg(long)]
+    target: Option<String>,
+    /// The platform to build for (default: the host's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<Platform>,
+    /// Add a label to the image (`KEY=VALUE`, repeatable)
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Run every step, ignoring the build cache
+    #[arg(long)]
+    no_cache: bool,
+    /// Pull base images even if the layout has them
+    #[arg(long)]
+    pull: bool,
+    /// Write the image's manifest digest to this file
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    /// Layer compression
+    #[arg(long, default_value = "gzip", value_name = "gzip|zstd")]
+    compression: Compression,
+    /// Make a secret available to `RUN --mount=type=secret` (`id=NAME,src=FILE`)
+    #[arg(long = "secret", value_name = "id=NAME,src=FILE")]
+    secrets: Vec<String>,
+    /// The build context: a directory, or `-` for a tar on stdin
+    context: String,
+}
+
+fn main() -> ExitCode {
+    cli::run("img-build", || {
+        let args = Args::parse();
+        // stdout carries the record only: RUN steps inherit fd 1, so it points at stderr
+        // while building and the record goes to a saved copy of the real stdout.
+        let mut records = redirect_stdout_to_stderr()?;
+        let (context_dir, _extracted) = context_dir(&args)?;
+        let dockerfile = read_dockerfile(&args, &context_dir)?;
+        let layout = Layout::open_or_create(store::choose_layout(args.layout.layout.as_deref(), None)?)?;
+        let tags = args.tags.iter().map(|t| t.parse::<Reference>()).collect::<Result<Vec<_>>>()?;
+        let options = build::Options {
+            dockerfile: dockerfile.0,
+            dockerfile_name: dockerfile.1,
+            tags: tags.clone(),
+            build_args: key_values(&args.build_args, "--build-arg", true)?,
+            target: args.target.clone(),
+            platform: args.platform.clone().unwrap_or_else(Platform::host),
+            labels: key_values(&args.labels, "--label", false)?.into_iter().collect(),
+            no_cache: args.no_cache,
+            pull: args.pull,
+            compression: args.compression,
+            secrets: secrets(&args.secrets)?,
+            source_date_epoch: source_date_epoch()?,
+        };
+        let platform = options.platform.to_string();
+        let connections = Connections::new(args.registry.options()?);
+        let root = store::root()?;
+        let context = BuildContext::open(&context_dir)?;
+        let built = Builder::new(&layout, &root, context, options, connections)?.build()?;
+        if let Some(path) = &args.iidfile {
+            std::fs::write(path, built.manifest.digest.to_string()).with_context(|| format!("writing {}", path.display()))?;
+        }
+        let names: BTreeSet<String> = tags.iter().map(ToString::to_string).collect();
+        let record = ImageRecord {
+            reference: names.iter().next().cloned(),
+            digest: built.manifest.digest.clone(),
+            media_type: built.manifest.media_type.clone(),
+            size: built.manifest.size,
+            layout: layout.root().to_path_buf(),
+            platform: Some(platform),
+            extra: [("config".to_string(), serde_json::Value::from(built.config_digest.to_string()))].into(),
+        };
+        let mut line = serde_json::to_vec(&record)?;
+        line.push(b'\n');
+        records.write_all(&line).context("writing the record")?;
+        eprintln!("img-build: built {}", built.manifest.digest);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn redirect_stdout_to_stderr() -> Result<File> {
+    // SAFETY: dup/dup2 on the process's own standard descriptors; the new descriptor is owned
+    // by the returned File (and close-on-exec so containers do not inherit it).
+    unsafe {
+        let saved = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        if saved < 0 || libc::dup2(2, 1) < 0 {
+            bail!("redirecting stdout: {}", std::io::Error::last_os_error());
+        }
+        Ok(File::from_raw_fd(saved))
+    }
+}
+
+/// The context directory; `-` extracts a tar from stdin into a temp dir (kept until exit).
+fn context_dir(args: &Args) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
+    if args.context != "-" {
+        return Ok((PathBuf::from(&args.context), None));
+    }
+    if args.file.as_deref() == Some("-") {
+        bail!("the context and the Dockerfile cannot both come from stdin");
+    }
+    if std::io::stdin().is_terminal() {
+        bail!("context `-` reads a tar from stdin, but stdin is a terminal");
+    }
+    let dir = tempfile::tempdir().context("creating a directory for the context")?;
+    let mut applier = Applier::new(dir.path(), ApplyOptions::default())?;
+    applier.apply(decompress(std::io::stdin())?).context("reading the context tar from stdin")?;
+    applier.finish()?;
+    Ok((dir.path().to_path_buf(), Some(dir)))
+}
+
+/// The Dockerfile's text and the name errors call it by.
+fn read_dockerfile(args: &Args, context: &Path) -> Result<(String, String)> {
+    match args.file.as_deref() {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).context("reading the Dockerfile from stdin")?;
+            Ok((text, "Dockerfile".into()))
+        }
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+            Ok((text, path.to_string()))
+        }
+        None => {
+            let path = context.join("Dockerfile");
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            Ok((text, "Dockerfile".into()))
+        }
+    }
+}
+
+/// `KEY=VALUE` list; with `from_env`, a bare `KEY` takes the caller's value.
+fn key_values(items: &[String], flag: &str, from_env: bool) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            None if from_env => {
+                if let Ok(v) = std::env::var(item) {
+                    out.insert(item.clone(), v);
+                }
+            }
+            _ => bail!("{flag} {item:?}: expected KEY=VALUE"),
+        }
+    }
+    Ok(out)
+}
+
+/// `--secret id=NAME,src=FILE` (also `source=`, and `env=VAR` for a variable's value).
+fn secrets(items: &[String]) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        let mut id = None;
+        let mut src = None;
+        for field in item.split(',') {
+            match field.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                _ => bail!("--secret {item:?}: expected id=NAME,src=FILE"),
+            }
+        }
+        let (Some(id), Some(src)) = (id, src) else { bail!("--secret {item:?}: expected id=NAME,src=FILE") };
+        if !src.is_file() {
+            bail!("--secret {id}: {} is not a file", src.display());
+        }
+        out.insert(id, std::fs::canonicalize(src)?);
+    }
+    Ok(out)
+}
+
+fn source_date_epoch() -> Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Ok(Some(v.parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?)),
+        _ => Ok(None),
+    }
+}
+

@@ -1,0 +1,168 @@
+//! RUN: a command in a container whose root is an overlay of the stage's layer snapshots and a
+//! fresh upper directory, so what the command changed is exactly the upper directory.
+//!
+//! The runtime enters new namespaces in the process that calls it (a PID namespace can hold
+//! only one first child), so each RUN runs in a forked child of img-build.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use img::runtime::spec::{Mount, Spec};
+use img::runtime::{self, Container, Outcome, Rootfs};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, fork};
+
+/// One RUN step, ready to go.
+pub struct RunStep {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: Option<String>,
+    pub network_none: bool,
+    /// Extra mounts (cache, bind, tmpfs, secret).
+    pub mounts: Vec<Mount>,
+    /// Layer snapshots, topmost first.
+    pub lower: Vec<PathBuf>,
+}
+
+/// Paths the runtime may create in the rootfs as mount points; they are removed from the
+/// upper directory afterwards when the command did not make them itself.
+const MOUNT_POINTS: [&str; 6] = ["proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"];
+
+/// Runs the step with `dir` as its scratch space; returns the upper directory holding the
+/// changes. A non-zero exit is an error that says the status.
+pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
+    let (upper, work, target, empty) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"), dir.join("empty"));
+    for d in [&upper, &work, &target, &empty] {
+        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let mut lower = step.lower.clone();
+    if lower.is_empty() {
+        lower.push(empty); // overlayfs needs at least one lower directory
+    }
+    let mut spec = Spec::docker_default();
+    spec.process.args = step.argv.clone();
+    spec.process.env = step.env.clone();
+    spec.process.cwd = step.cwd.clone();
+    spec.hostname = Some("img-build".into());
+    if step.network_none {
+        spec.set_namespace("network", true);
+    }
+    for (name, content) in etc_files(step.network_none) {
+        let path = dir.join(name);
+        fs::write(&path, content)?;
+        spec.mounts.push(Mount::new(&format!("/etc/{name}"), "bind", &path.to_string_lossy(), &["rbind", "ro"]));
+    }
+    spec.mounts.extend(step.mounts.iter().cloned());
+    let container = Container {
+        id: format!("build-{}", std::process::id()),
+        spec,
+        rootfs: Rootfs::Overlay { lower: lower.clone(), upper: upper.clone(), work, target },
+        bundle: dir.to_path_buf(),
+        user: step.user.clone(),
+        init: false,
+        tty: false,
+        interactive: false,
+    };
+
+    // SAFETY: img-build runs no other threads while a step runs (layer work is joined before),
+    // so the child may allocate; it leaves through _exit.
+    let status = match unsafe { fork() }.context("fork")? {
+        ForkResult::Child => {
+            let code = match runtime::run(&container) {
+                Ok(Outcome::Exited(code)) => code,
+                Ok(Outcome::Failed(f)) => {
+                    eprintln!("img-build: {}", f.message);
+                    f.code
+                }
+                Err(e) => {
+                    eprintln!("img-build: {}", img::cli::one_line(&e));
+                    125
+                }
+            };
+            // SAFETY: ends the child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => loop {
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => break code,
+                Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e).context("waiting for the RUN step"),
+            }
+        },
+    };
+    if status != 0 {
+        bail!("the command {:?} returned a non-zero code: {status}", step.argv.join(" "));
+    }
+    let stubs: Vec<String> = MOUNT_POINTS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(step.mounts.iter().map(|m| m.destination.trim_start_matches('/').to_string()))
+        .collect();
+    remove_mount_stubs(&upper, &lower, &stubs)?;
+    Ok(upper)
+}
+
+/// /etc/hosts, resolv.conf and hostname for the step, as `docker build` gives them.
+fn etc_files(network_none: bool) -> Vec<(&'static str, String)> {
+    let localhost = "127.0.0.1\tlocalhost img-build\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
+    let hosts = if network_none { localhost.clone() } else { fs::read_to_string("/etc/hosts").unwrap_or(localhost) };
+    let resolv = if network_none { String::new() } else { fs::read_to_string("/etc/resolv.conf").unwrap_or_default() };
+    vec![("hosts", hosts), ("resolv.conf", resolv), ("hostname", "img-build\n".into())]
+}
+
+/// Removes empty files and directories the runtime created as mount points (they are in no
+/// lower layer), and then parents that became empty for that reason.
+fn remove_mount_stubs(upper: &Path, lower: &[PathBuf], stubs: &[String]) -> Result<()> {
+    let in_lower = |rel: &Path| lower.iter().any(|l| l.join(rel).symlink_metadata().is_ok());
+    for stub in stubs {
+        let mut rel = PathBuf::from(stub);
+        loop {
+            let path = upper.join(&rel);
+            let Ok(meta) = path.symlink_metadata() else { break };
+            let empty = if meta.is_dir() {
+                fs::read_dir(&path)?.next().is_none()
+            } else {
+                meta.is_file() && meta.len() == 0
+            };
+            if !empty || in_lower(&rel) {
+                break;
+            }
+            if meta.is_dir() { fs::remove_dir(&path)? } else { fs::remove_file(&path)? }
+            match rel.parent() {
+                Some(p) if !p.as_os_str().is_empty() => rel = p.to_path_buf(),
+                _ => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stubs_go_but_real_changes_stay() {
+        let d = tempfile::tempdir().unwrap();
+        let (upper, lower) = (d.path().join("u"), d.path().join("l"));
+        fs::create_dir_all(upper.join("proc")).unwrap();
+        fs::create_dir_all(upper.join("etc")).unwrap();
+        fs::write(upper.join("etc/hosts"), "").unwrap();
+        fs::create_dir_all(upper.join("dev")).unwrap();
+        fs::write(upper.join("dev/made-by-command"), "x").unwrap();
+        fs::create_dir_all(upper.join("cache/deep")).unwrap();
+        fs::create_dir_all(lower.join("sys")).unwrap();
+        fs::create_dir_all(upper.join("sys")).unwrap();
+        let stubs: Vec<String> = ["proc", "etc/hosts", "dev", "sys", "cache/deep"].iter().map(|s| s.to_string()).collect();
+        remove_mount_stubs(&upper, &[lower], &stubs).unwrap();
+        assert!(!upper.join("proc").exists());
+        assert!(!upper.join("etc").exists(), "etc only held the stub");
+        assert!(upper.join("dev/made-by-command").exists());
+        assert!(upper.join("sys").exists(), "present in a lower layer: not ours to remove");
+        assert!(!upper.join("cache").exists());
+    }
+}

@@ -1,0 +1,93 @@
+//! img-pull: registry → local OCI image layout.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Parser;
+use img::cli::{self, LayoutArg};
+use img::layout::Layout;
+use img::platform::Platform;
+use img::record::{self, ImageRecord};
+use img::reference::Reference;
+use img::registry::progress::Bars;
+use img::registry::pull::{self, PullOptions};
+use img::registry::{Connections, RegistryArgs};
+use img::store;
+use serde_json::Value;
+
+/// Pull images from registries into an OCI image layout (references as arguments or JSON Lines
+/// on stdin); print one JSON record per image.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    layout: LayoutArg,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// The platform to pull from a multi-platform image (default: this machine's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", conflicts_with = "all_platforms")]
+    platform: Option<Platform>,
+    /// Keep the whole index and pull every platform's image
+    #[arg(long)]
+    all_platforms: bool,
+    /// References: `alpine:3.20`, `localhost:5000/app@sha256:…`, `name:tag@sha256:…`
+    images: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    cli::run("img-pull", || {
+        let args = Args::parse();
+        let inputs = record::inputs(&args.images)?;
+        if inputs.is_empty() {
+            bail!("no image given: name references as arguments or JSON Lines on stdin");
+        }
+        let layout = Layout::open_or_create(store::choose_layout(args.layout.layout.as_deref(), None)?)?;
+        let mut connections = Connections::new(args.registry.options()?);
+        let options = PullOptions {
+            platform: args.platform.clone(),
+            all_platforms: args.all_platforms,
+            jobs: args.registry.jobs,
+        };
+        let progress = Bars::new(args.registry.verbose);
+        let mut ok = true;
+        for input in inputs {
+            if let Err(e) = pull_one(&input.name, &layout, &mut connections, &options, &progress) {
+                let shown = input.name.parse::<Reference>().map_or(input.name.clone(), |r| r.to_string());
+                eprintln!("img-pull: {shown}: {}", cli::one_line(&e));
+                ok = false;
+            }
+        }
+        Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    })
+}
+
+fn pull_one(
+    name: &str,
+    layout: &Layout,
+    connections: &mut Connections,
+    options: &PullOptions,
+    progress: &Bars,
+) -> Result<()> {
+    let reference: Reference = name.parse()?;
+    let registry = connections.get(reference.registry())?;
+    let pulled = pull::pull(&registry, layout, &reference, options, progress)?;
+    img::registry::progress::Progress::message(
+        progress,
+        &format!(
+            "img-pull: {} {} ({} blobs, {} bytes fetched)",
+            pulled.name, pulled.descriptor.digest, pulled.fetched_blobs, pulled.fetched_bytes
+        ),
+    );
+    let mut extra = BTreeMap::new();
+    extra.insert("fetchedBytes".to_string(), Value::from(pulled.fetched_bytes));
+    record::print(&ImageRecord {
+        reference: Some(pulled.name),
+        digest: pulled.descriptor.digest.clone(),
+        media_type: pulled.descriptor.media_type.clone(),
+        size: pulled.descriptor.size,
+        layout: layout.root().to_path_buf(),
+        platform: pulled.platform.map(|p| p.to_string()),
+        extra,
+    })
+}

@@ -1,0 +1,118 @@
+//! img-push: local OCI image layout → registry.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow, bail};
+use clap::Parser;
+use img::cli::{self, LayoutArg};
+use img::layout::Layout;
+use img::record::{self, ImageRecord, Input};
+use img::reference::Reference;
+use img::registry::progress::{Bars, Progress};
+use img::registry::push::{self, PushOptions};
+use img::registry::{Connections, RegistryArgs};
+use img::{refs, store};
+use serde_json::Value;
+
+/// Push images from an OCI image layout to the registry their reference names, or to --to
+/// (images as arguments or JSON Lines on stdin); print one JSON record per image.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    layout: LayoutArg,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Push to this reference instead (one image only)
+    #[arg(long, value_name = "REF")]
+    to: Option<String>,
+    /// Blobs larger than this are uploaded in chunks of this size (bytes)
+    #[arg(long, value_name = "BYTES", default_value_t = 32 << 20, hide = true)]
+    chunk_size: u64,
+    /// Images in the layout: references or digests
+    images: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    cli::run("img-push", || {
+        let args = Args::parse();
+        let inputs = record::inputs(&args.images)?;
+        if inputs.is_empty() {
+            bail!("no image given: name images as arguments or JSON Lines on stdin");
+        }
+        let to = args.to.as_deref().map(str::parse::<Reference>).transpose()?;
+        if to.is_some() && inputs.len() > 1 {
+            bail!("--to takes one image, but {} were given", inputs.len());
+        }
+        let mut connections = Connections::new(args.registry.options()?);
+        let options = PushOptions { jobs: args.registry.jobs, chunk_size: args.chunk_size.max(1) };
+        let progress = Bars::new(args.registry.verbose);
+        let mut ok = true;
+        for input in &inputs {
+            if let Err(e) = push_one(input, &args, to.as_ref(), &mut connections, &options, &progress) {
+                eprintln!("img-push: {}: {}", input.name, cli::one_line(&e));
+                ok = false;
+            }
+        }
+        Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    })
+}
+
+fn push_one(
+    input: &Input,
+    args: &Args,
+    to: Option<&Reference>,
+    connections: &mut Connections,
+    options: &PushOptions,
+    progress: &Bars,
+) -> Result<()> {
+    let layout = Layout::open(store::choose_layout(args.layout.layout.as_deref(), input.layout.as_deref())?)?;
+    let index = layout.read_index()?;
+    let found = index.find(&input.name);
+    let Some(&first) = found.first() else {
+        bail!("no such image in {}", layout.root().display());
+    };
+    let root = index.entries()[first].clone();
+    if found.iter().any(|&i| index.entries()[i].digest != root.digest) {
+        bail!("names several images in {}: use a full reference or a digest", layout.root().display());
+    }
+    let stored = root.ref_name().filter(|n| !refs::is_bare_tag(n)).and_then(|n| n.parse::<Reference>().ok());
+    let dest = match to {
+        Some(t) => t.clone(),
+        None => {
+            let named = input.name.parse::<Reference>().ok().filter(|_| !refs::is_bare_tag(&input.name));
+            named
+                .or_else(|| stored.clone())
+                .ok_or_else(|| anyhow!("where to? name a destination with --to"))?
+        }
+    };
+    // Blobs of an image pulled from another repository of the same registry can be mounted.
+    let mount_from =
+        stored.as_ref().filter(|s| s.registry() == dest.registry()).map(|s| s.repository().to_string());
+    let registry = connections.get(dest.registry())?;
+    let pushed = push::push(&registry, &layout, &root, &dest, mount_from.as_deref(), options, progress)?;
+    progress.message(&format!(
+        "img-push: {dest} {} ({} uploaded, {} bytes; {} mounted; {} already there)",
+        root.digest,
+        pushed.uploaded_blobs,
+        pushed.uploaded_bytes,
+        pushed.mounted_blobs,
+        pushed.existing_blobs
+    ));
+    let mut extra = BTreeMap::new();
+    extra.insert("uploadedBytes".to_string(), Value::from(pushed.uploaded_bytes));
+    let reference = match dest.tag() {
+        Some(_) => dest.to_string(),
+        None => dest.with_digest(root.digest.clone()).to_string(),
+    };
+    record::print(&ImageRecord {
+        reference: Some(reference),
+        digest: root.digest.clone(),
+        media_type: root.media_type.clone(),
+        size: root.size,
+        layout: layout.root().to_path_buf(),
+        platform: root.platform.as_ref().map(ToString::to_string),
+        extra,
+    })
+}

@@ -1,0 +1,423 @@
+//! img-run: run a command in a container, from an image in the layout (layers stacked with
+//! overlayfs over per-layer snapshots) or from an OCI runtime bundle.
+
+use std::io::{self, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, Parser};
+use img::cli::{self, LayoutArg};
+use img::layout::Layout;
+use img::platform::Platform;
+use img::record;
+use img::runtime::options::{self, RunOptions};
+use img::runtime::{self, Container, Outcome, Rootfs, Spec};
+use img::{resolve, snapshot, store};
+use serde_json::Value;
+
+/// Run a command in a new container, from an image or an OCI runtime bundle, the way
+/// `docker run` would. Exits with the command's status (125: img-run failed, 126: not
+/// executable, 127: not found, 128+N: killed by signal N).
+#[derive(Parser)]
+#[command(version, disable_help_flag = true)]
+struct Args {
+    #[arg(long, action = clap::ArgAction::Help, help = "Print help")]
+    help: Option<bool>,
+    #[command(flatten)]
+    layout: LayoutArg,
+    /// Set an environment variable (KEY=VALUE, or KEY to pass the caller's value)
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    env: Vec<String>,
+    /// Read environment variables from a file of KEY=VALUE lines
+    #[arg(long, value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// The working directory inside the container (created if missing)
+    #[arg(short = 'w', long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// The user, by name or uid, optionally with a group (names from the container's files)
+    #[arg(short = 'u', long, value_name = "USER[:GROUP]")]
+    user: Option<String>,
+    /// Replace the image's entrypoint ("" clears it)
+    #[arg(long, value_name = "CMD")]
+    entrypoint: Option<String>,
+    /// The container's hostname
+    #[arg(short = 'h', long, value_name = "NAME")]
+    hostname: Option<String>,
+    /// Bind a host directory or file into the container
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+    volumes: Vec<String>,
+    /// Mount a tmpfs
+    #[arg(long, value_name = "DST[:OPTIONS]")]
+    tmpfs: Vec<String>,
+    /// Mount the root filesystem read-only
+    #[arg(long)]
+    read_only: bool,
+    /// host (the default for images) or none (only loopback)
+    #[arg(long, alias = "net", value_name = "host|none")]
+    network: Option<String>,
+    /// Keep stdin attached to the container
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Give the container a pseudo-terminal
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// Memory limit (e.g. 64m, 1g)
+    #[arg(short = 'm', long, value_name = "BYTES")]
+    memory: Option<String>,
+    /// The most processes the container may have
+    #[arg(long, value_name = "N")]
+    pids_limit: Option<i64>,
+    /// How many CPUs' worth of time the container may use (e.g. 0.5)
+    #[arg(long, value_name = "N")]
+    cpus: Option<f64>,
+    /// Add a capability (NET_ADMIN, CAP_SYS_PTRACE, ALL)
+    #[arg(long, value_name = "CAP")]
+    cap_add: Vec<String>,
+    /// Drop a capability (or ALL)
+    #[arg(long, value_name = "CAP")]
+    cap_drop: Vec<String>,
+    /// Run a small init as PID 1 that forwards signals and reaps zombies
+    #[arg(long)]
+    init: bool,
+    /// The platform to choose from a multi-platform image (os/arch[/variant])
+    #[arg(long, value_name = "PLATFORM")]
+    platform: Option<String>,
+    /// The container's name (default: a random id)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Keep the container's writable layer and print where it is (on stderr)
+    #[arg(long)]
+    keep: bool,
+    /// An image (reference or digest), a bundle directory, or - to read one record from stdin
+    #[arg(value_name = "IMAGE|BUNDLE_DIR|-")]
+    target: Option<String>,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    // Nothing img-run inherited beyond stdio may reach a container (CVE-2024-21626: a leaked
+    // directory descriptor as the working directory reaches the host's filesystem).
+    // SAFETY: close_range with integer arguments; nothing is open yet but stdio and what we
+    // inherited.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    cli::run("img-run", || {
+        let mut args = match Args::try_parse() {
+            Ok(a) => a,
+            // Usage errors exit 125 as docker's do; --help and --version exit 0.
+            Err(e) if e.use_stderr() => {
+                let _ = e.print();
+                return Ok(ExitCode::from(125));
+            }
+            Err(e) => e.exit(),
+        };
+        adjust_for_leading_dashdash(&mut args);
+        Ok(match run(args) {
+            Ok(code) => ExitCode::from(code as u8),
+            Err(e) => {
+                eprintln!("img-run: {}", cli::one_line(&e));
+                ExitCode::from(125)
+            }
+        })
+    })
+}
+
+/// `img-run [OPTIONS] -- COMMAND`: with nothing before `--`, there is no image argument (it
+/// comes from stdin), so what clap took for the image is the command.
+fn adjust_for_leading_dashdash(args: &mut Args) {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let cmd = Args::command();
+    let takes_value = |a: &str| {
+        cmd.get_arguments().any(|arg| {
+            let valued = arg.get_action().takes_values();
+            let long = arg.get_long().is_some_and(|l| a == format!("--{l}"))
+                || arg.get_all_aliases().is_some_and(|al| al.iter().any(|x| a == format!("--{x}")));
+            let short = arg.get_short().is_some_and(|s| a == format!("-{s}"));
+            valued && (long || short)
+        })
+    };
+    let mut i = 0;
+    while i < argv.len() {
+        let a = &argv[i];
+        if a == "--" {
+            if let Some(t) = args.target.take() {
+                args.command.insert(0, t);
+            }
+            return;
+        }
+        if !a.starts_with('-') || a == "-" {
+            return;
+        }
+        if takes_value(a) {
+            i += 1;
+        }
+        i += 1;
+    }
+}
+
+/// What to run: a bundle directory or an image in a layout.
+enum Target {
+    Bundle(PathBuf),
+    Image { name: String, layout: Option<PathBuf> },
+}
+
+fn target(arg: Option<&str>) -> Result<Target> {
+    match arg {
+        Some("-") => from_stdin(),
+        Some(t) if Path::new(t).join("config.json").is_file() => Ok(Target::Bundle(PathBuf::from(t))),
+        Some(t) => Ok(Target::Image { name: t.to_string(), layout: None }),
+        None if !io::stdin().is_terminal() => from_stdin(),
+        None => bail!("no image or bundle given (usage: img-run [OPTIONS] IMAGE|BUNDLE_DIR|- [COMMAND...])"),
+    }
+}
+
+/// Exactly one line of stdin: a record (img-unpack's names a bundle) or a reference. The
+/// rest of stdin stays the container's.
+fn from_stdin() -> Result<Target> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        // One byte at a time from the descriptor itself: std's stdin is buffered and would
+        // swallow the container's input.
+        // SAFETY: read into a one-byte buffer we own.
+        match unsafe { libc::read(0, byte.as_mut_ptr().cast(), 1) } {
+            0 => break,
+            1 if byte[0] == b'\n' => break,
+            1 => line.push(byte[0]),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e).context("reading stdin");
+            }
+        }
+    }
+    let line = String::from_utf8(line).context("stdin: not UTF-8")?;
+    if let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(&line)
+        && let Some(bundle) = obj.get("bundle").and_then(Value::as_str)
+    {
+        return Ok(Target::Bundle(PathBuf::from(bundle)));
+    }
+    match record::parse_line(&line)? {
+        Some(input) => Ok(Target::Image { name: input.name, layout: input.layout }),
+        None => bail!("stdin has no image record"),
+    }
+}
+
+fn run(args: Args) -> Result<i32> {
+    let mut env = Vec::new();
+    for f in &args.env_file {
+        env.extend(options::read_env_file(f)?);
+    }
+    env.extend(args.env.iter().filter_map(|e| options::expand_env_arg(e)));
+    let opts = RunOptions {
+        command: args.command.clone(),
+        entrypoint: args.entrypoint.clone(),
+        env,
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        hostname: args.hostname.clone(),
+        volumes: args.volumes.clone(),
+        tmpfs: args.tmpfs.clone(),
+        read_only: args.read_only,
+        network: args.network.clone(),
+        tty: args.tty,
+        memory: args.memory.as_deref().map(options::parse_bytes).transpose()?,
+        pids_limit: args.pids_limit,
+        cpus: args.cpus,
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+    };
+    let id = match &args.name {
+        Some(n) if valid_name(n) => n.clone(),
+        Some(n) => bail!("invalid container name {n:?}: use letters, digits, '_', '.', '-'"),
+        None => random_id()?,
+    };
+    match target(args.target.as_deref())? {
+        Target::Bundle(dir) => {
+            let dir = std::path::absolute(&dir).context("the bundle's path")?;
+            let mut spec = Spec::load(&dir)?;
+            let user = options::apply(&mut spec, &opts, true)?;
+            let rootfs = dir.join(&spec.root.path);
+            let tty = args.tty || (spec.process.terminal && io::stdin().is_terminal());
+            let c = Container {
+                id,
+                spec,
+                rootfs: Rootfs::Dir(rootfs),
+                bundle: dir,
+                user,
+                init: args.init,
+                tty,
+                interactive: args.interactive,
+            };
+            finish(runtime::run(&c)?)
+        }
+        Target::Image { name, layout } => {
+            let layout = store::choose_layout(args.layout.layout.as_deref(), layout.as_deref())?;
+            run_image(&args, &opts, id, &name, &layout)
+        }
+    }
+}
+
+fn finish(outcome: Outcome) -> Result<i32> {
+    match outcome {
+        Outcome::Exited(code) => Ok(code),
+        Outcome::Failed(f) => {
+            eprintln!("img-run: {}", f.message.replace('\n', " "));
+            Ok(f.code)
+        }
+    }
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 128
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && !n.starts_with(['.', '-'])
+}
+
+fn random_id() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    let mut f = std::fs::File::open("/dev/urandom").context("opening /dev/urandom")?;
+    f.read_exact(&mut bytes).context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A container's own directory in the store: its writable layer and generated /etc files,
+/// removed when the run ends unless kept.
+struct ContainerDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for ContainerDir {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!(
+                "img-run: kept the container's writable layer in {}",
+                self.path.join("upper").display()
+            );
+            let _ = std::fs::remove_dir_all(self.path.join("work"));
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path: &Path) -> Result<i32> {
+    let layout = Layout::open(layout_path)?;
+    let platform: Option<Platform> =
+        args.platform.as_deref().map(str::parse).transpose().context("--platform")?;
+    let image = resolve::image(&layout, name, platform.as_ref())?;
+    let diff_ids = image.config.rootfs.as_ref().map(|r| r.diff_ids.clone()).unwrap_or_default();
+    let root = store::root()?;
+    let dir = root.join("containers").join(&id);
+    std::fs::create_dir_all(dir.parent().expect("has a parent"))
+        .context("creating the containers directory")?;
+    std::fs::create_dir(&dir)
+        .with_context(|| format!("a container named {id} exists ({})", dir.display()))?;
+    let dir = ContainerDir { path: dir, keep: args.keep };
+
+    let rootless = !is_root();
+    let rootfs = if snapshot::overlay_supported() && !rootless {
+        let snaps = snapshot::Snapshots::open(&root)?;
+        let mut lower = Vec::new();
+        for (layer, diff_id) in image.manifest.layers.iter().zip(&diff_ids) {
+            lower.push(snaps.ensure(&layout, layer, diff_id)?);
+        }
+        if image.manifest.layers.len() != diff_ids.len() {
+            bail!(
+                "{name}: the config lists {} diff_ids for {} layers",
+                diff_ids.len(),
+                image.manifest.layers.len()
+            );
+        }
+        lower.reverse();
+        if lower.is_empty() {
+            let empty = dir.path.join("empty");
+            std::fs::create_dir(&empty).context("creating an empty lower layer")?;
+            lower.push(empty);
+        }
+        let (upper, work, target) = (dir.path.join("upper"), dir.path.join("work"), dir.path.join("rootfs"));
+        for d in [&upper, &work, &target] {
+            std::fs::create_dir(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        if args.keep {
+            Rootfs::Overlay { lower, upper, work, target }
+        } else {
+            Rootfs::ScratchOverlay { lower, upper, work, target }
+        }
+    } else {
+        let target = dir.path.join("upper");
+        snapshot::unpack_copy(&layout, &image.manifest.layers, &diff_ids, &target)?;
+        Rootfs::Dir(target)
+    };
+
+    let mut spec = Spec::docker_default();
+    let run_config = image.config.config.clone().unwrap_or_default();
+    let image_user = options::apply_image_config(&mut spec, &run_config, opts);
+    let network_none = opts.network.as_deref() == Some("none");
+    let hostname = match (&opts.hostname, network_none) {
+        (Some(h), _) => h.clone(),
+        (None, false) => nix_hostname(),
+        (None, true) => id[..id.len().min(12)].to_string(),
+    };
+    spec.hostname = Some(hostname.clone());
+    options::set_env(&mut spec.process.env, &format!("HOSTNAME={hostname}"));
+    let cli_user = options::apply(&mut spec, opts, false)?;
+    add_etc_files(&mut spec, &dir.path, &hostname, network_none)?;
+    let c = Container {
+        id,
+        spec,
+        rootfs,
+        bundle: dir.path.clone(),
+        user: cli_user.or(image_user),
+        init: args.init,
+        tty: args.tty,
+        interactive: args.interactive,
+    };
+    let outcome = runtime::run(&c)?;
+    drop(dir);
+    finish(outcome)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn nix_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// /etc/hosts, /etc/resolv.conf and /etc/hostname, as docker provides them: files in the
+/// container's directory, bound over the image's.
+fn add_etc_files(spec: &mut Spec, dir: &Path, hostname: &str, network_none: bool) -> Result<()> {
+    let hosts = if network_none {
+        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    } else {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| {
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()
+        })
+    };
+    let resolv = if network_none {
+        String::new()
+    } else {
+        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+    };
+    for (name, content) in [("hosts", hosts), ("resolv.conf", resolv), ("hostname", format!("{hostname}\n"))]
+    {
+        let path = dir.join(name);
+        std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+        spec.mounts.push(runtime::spec::Mount::new(
+            &format!("/etc/{name}"),
+            "bind",
+            &path.to_string_lossy(),
+            &["rbind", "rprivate"],
+        ));
+    }
+    Ok(())
+}
