@@ -16,7 +16,11 @@ const BASE: &str = "localhost/busybox:1";
 fn setup() -> (Store, tempfile::TempDir) {
     let store = Store::new();
     let layout = Layout::open_or_create(store.layout()).unwrap();
-    let applets: Vec<&str> = COMMON_APPLETS.iter().copied().chain(["wc", "seq", "xargs", "rmdir", "chmod", "stat", "grep", "test", "find"]).collect();
+    let applets: Vec<&str> = COMMON_APPLETS
+        .iter()
+        .copied()
+        .chain(["wc", "seq", "xargs", "rmdir", "chmod", "stat", "grep", "test", "find"])
+        .collect();
     TestImage::new()
         .layer(busybox_layer(&applets).unwrap())
         .run_config("Cmd", json!(["/bin/sh"]))
@@ -95,7 +99,17 @@ fn run_copy_and_metadata_make_the_image_docker_would() {
     // The image runs: entrypoint + cmd, as the user, in the workdir.
     assert_eq!(run(&store, "localhost/app:1", &[]), "hi from RUN\n");
     assert_eq!(run(&store, "localhost/app:1", &["hello.txt"]), "hello from the context\n");
-    let out = store.run("img-run", &["--entrypoint", "/bin/sh", "localhost/app:1", "-c", "id -u; pwd; test -e /bin/rmdir || echo rmdir-gone; test -d /var/data && echo data"], "");
+    let out = store.run(
+        "img-run",
+        &[
+            "--entrypoint",
+            "/bin/sh",
+            "localhost/app:1",
+            "-c",
+            "id -u; pwd; test -e /bin/rmdir || echo rmdir-gone; test -d /var/data && echo data",
+        ],
+        "",
+    );
     assert_success(&out, "img-run");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "65534\n/app\nrmdir-gone\ndata\n");
 }
@@ -104,7 +118,8 @@ fn run_copy_and_metadata_make_the_image_docker_would() {
 fn an_unchanged_rebuild_hits_the_cache_and_gives_the_same_digest() {
     let (store, ctx) = setup();
     fs::write(ctx.path().join("a.txt"), "a\n").unwrap();
-    let dockerfile = format!("FROM {BASE}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\nRUN echo more >> /b.txt\n");
+    let dockerfile =
+        format!("FROM {BASE}\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\nRUN echo more >> /b.txt\n");
     let (first, log1) = built(&store, ctx.path(), &dockerfile, &["-t", "localhost/c:1"]);
     assert!(!log1.contains("CACHED"), "{log1}");
     let (second, log2) = built(&store, ctx.path(), &dockerfile, &["-t", "localhost/c:1"]);
@@ -218,7 +233,12 @@ fn a_failing_step_reports_its_status_and_changes_no_ref() {
     let (store, ctx) = setup();
     let (_, _) = built(&store, ctx.path(), &format!("FROM {BASE}\nRUN true\n"), &["-t", "localhost/f:1"]);
     let before = fs::read(store.layout().join("index.json")).unwrap();
-    let out = build(&store, ctx.path(), &format!("FROM {BASE}\nRUN echo about to fail; exit 3\n"), &["-t", "localhost/f:1"]);
+    let out = build(
+        &store,
+        ctx.path(),
+        &format!("FROM {BASE}\nRUN echo about to fail; exit 3\n"),
+        &["-t", "localhost/f:1"],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("about to fail"), "the step's output is shown: {err}");
@@ -239,7 +259,11 @@ fn copy_chown_chmod_add_archives_and_onbuild() {
     // A tar.gz the ADD extracts, made with the system tar.
     fs::create_dir(c.join("tree")).unwrap();
     fs::write(c.join("tree/inner.txt"), "inner\n").unwrap();
-    let tar = std::process::Command::new("tar").args(["-czf", "bundle.tar.gz", "-C", "tree", "."]).current_dir(c).status().unwrap();
+    let tar = std::process::Command::new("tar")
+        .args(["-czf", "bundle.tar.gz", "-C", "tree", "."])
+        .current_dir(c)
+        .status()
+        .unwrap();
     assert!(tar.success());
     fs::remove_dir_all(c.join("tree")).unwrap();
     built(
@@ -253,9 +277,20 @@ fn copy_chown_chmod_add_archives_and_onbuild() {
         ),
         &["-t", "localhost/parent:1"],
     );
-    let out = run(&store, "localhost/parent:1", &["sh", "-c", "stat -c '%u %g %a' /opt/script.sh; cat /unpacked/inner.txt; test -e /onbuild.txt || echo no-trigger-yet"]);
+    let out = run(
+        &store,
+        "localhost/parent:1",
+        &[
+            "sh",
+            "-c",
+            "stat -c '%u %g %a' /opt/script.sh; cat /unpacked/inner.txt; test -e /onbuild.txt || echo no-trigger-yet",
+        ],
+    );
     assert_eq!(out, "65534 65534 750\ninner\nno-trigger-yet\n");
-    assert_eq!(config_of(&store, "localhost/parent:1")["config"]["OnBuild"], json!(["RUN echo triggered > /onbuild.txt"]));
+    assert_eq!(
+        config_of(&store, "localhost/parent:1")["config"]["OnBuild"],
+        json!(["RUN echo triggered > /onbuild.txt"])
+    );
 
     built(&store, c, "FROM localhost/parent:1\nRUN cat /onbuild.txt\n", &["-t", "localhost/child:1"]);
     assert_eq!(run(&store, "localhost/child:1", &["cat", "/onbuild.txt"]), "triggered\n");
@@ -282,7 +317,15 @@ fn run_mounts_network_none_and_secrets() {
         ),
         &["--secret", &secret_arg, "-t", "localhost/mounts:1"],
     );
-    let out = run(&store, "localhost/mounts:1", &["sh", "-c", "cat /from-bind /from-tmpfs /secret-length /interfaces; ls /mnt /scratch /run/secrets 2>&1 | wc -l"]);
+    let out = run(
+        &store,
+        "localhost/mounts:1",
+        &[
+            "sh",
+            "-c",
+            "cat /from-bind /from-tmpfs /secret-length /interfaces; ls /mnt /scratch /run/secrets 2>&1 | wc -l",
+        ],
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(&lines[..3], ["bound", "t", "11"]);
     assert_eq!(lines[3], "1", "only loopback with --network=none");
@@ -305,7 +348,19 @@ fn stdin_dockerfile_stdin_context_iidfile_labels_and_zstd() {
     let iid = ctx.path().join("iid");
     // -f - : the Dockerfile from stdin.
     let mut cmd = store.command("img-build");
-    cmd.args(["-f", "-", "--label", "team=core", "--iidfile", iid.to_str().unwrap(), "--compression", "zstd", "-t", "localhost/s:1"]).arg(ctx.path());
+    cmd.args([
+        "-f",
+        "-",
+        "--label",
+        "team=core",
+        "--iidfile",
+        iid.to_str().unwrap(),
+        "--compression",
+        "zstd",
+        "-t",
+        "localhost/s:1",
+    ])
+    .arg(ctx.path());
     let out = img_e2e::run_with_stdin(&mut cmd, &format!("FROM {BASE}\nRUN echo zstd > /z\n"));
     assert_success(&out, "img-build -f -");
     let record = &json_lines(&out.stdout)[0];
@@ -321,7 +376,12 @@ fn stdin_dockerfile_stdin_context_iidfile_labels_and_zstd() {
     let tarball = tempfile::tempdir().unwrap();
     fs::write(tarball.path().join("Dockerfile"), format!("FROM {BASE}\nCOPY in.txt /in.txt\n")).unwrap();
     fs::write(tarball.path().join("in.txt"), "from a tar\n").unwrap();
-    let tar = std::process::Command::new("tar").args(["-cf", "-", "-C"]).arg(tarball.path()).arg(".").output().unwrap();
+    let tar = std::process::Command::new("tar")
+        .args(["-cf", "-", "-C"])
+        .arg(tarball.path())
+        .arg(".")
+        .output()
+        .unwrap();
     let mut child = store
         .command("img-build")
         .args(["-t", "localhost/s:2", "-"])
@@ -343,7 +403,9 @@ fn predefined_args_and_user_names() {
     built(
         &store,
         ctx.path(),
-        &format!("FROM {BASE}\nARG TARGETARCH\nARG TARGETPLATFORM\nRUN echo $TARGETPLATFORM $TARGETARCH > /p\nUSER nobody\nRUN id -u > /tmp/who\n"),
+        &format!(
+            "FROM {BASE}\nARG TARGETARCH\nARG TARGETPLATFORM\nRUN echo $TARGETPLATFORM $TARGETARCH > /p\nUSER nobody\nRUN id -u > /tmp/who\n"
+        ),
         &["-t", "localhost/p:1"],
     );
     let host = img::platform::Platform::host();
@@ -354,7 +416,12 @@ fn predefined_args_and_user_names() {
 #[test]
 fn the_built_image_runs_under_runc_too() {
     let (store, ctx) = setup();
-    built(&store, ctx.path(), &format!("FROM {BASE}\nRUN echo from-runc > /msg\nCMD [\"cat\", \"/msg\"]\n"), &["-t", "localhost/rc:1"]);
+    built(
+        &store,
+        ctx.path(),
+        &format!("FROM {BASE}\nRUN echo from-runc > /msg\nCMD [\"cat\", \"/msg\"]\n"),
+        &["-t", "localhost/rc:1"],
+    );
     let bundle = tempfile::tempdir().unwrap();
     let b = bundle.path().join("b");
     let out = store.run("img-unpack", &["--bundle", b.to_str().unwrap(), "localhost/rc:1"], "");
@@ -362,7 +429,14 @@ fn the_built_image_runs_under_runc_too() {
     img_e2e::require("runc");
     let id = format!("img-build-test-{}", std::process::id());
     let out = std::process::Command::new("runc")
-        .args(["--root", bundle.path().join("runc-state").to_str().unwrap(), "run", "-b", b.to_str().unwrap(), &id])
+        .args([
+            "--root",
+            bundle.path().join("runc-state").to_str().unwrap(),
+            "run",
+            "-b",
+            b.to_str().unwrap(),
+            &id,
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -386,9 +460,11 @@ impl HttpServer {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        // Owned by the server from here on: Drop kills and waits for it.
+        let server = HttpServer { child, port };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return HttpServer { child, port };
+                return server;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
@@ -411,11 +487,57 @@ fn add_downloads_urls_and_checks_their_checksum() {
     let server = HttpServer::serve(files.path());
     let url = format!("http://127.0.0.1:{}/remote.txt", server.port);
     let good = img::digest::Digest::of(b"remote content\n");
-    built(&store, ctx.path(), &format!("FROM {BASE}\nADD --checksum={good} {url} /dl/\n"), &["-t", "localhost/url:1"]);
+    built(
+        &store,
+        ctx.path(),
+        &format!("FROM {BASE}\nADD --checksum={good} {url} /dl/\n"),
+        &["-t", "localhost/url:1"],
+    );
     assert_eq!(run(&store, "localhost/url:1", &["cat", "/dl/remote.txt"]), "remote content\n");
 
     let bad = img::digest::Digest::of(b"something else");
-    let out = build(&store, ctx.path(), &format!("FROM {BASE}\nADD --checksum={bad} {url} /dl/\n"), &["-t", "localhost/url:2"]);
+    let out = build(
+        &store,
+        ctx.path(),
+        &format!("FROM {BASE}\nADD --checksum={bad} {url} /dl/\n"),
+        &["-t", "localhost/url:2"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("checksum mismatch"), "{}", stderr(&out));
+}
+
+#[test]
+fn every_metadata_instruction_lands_in_the_config() {
+    let (store, ctx) = setup();
+    built(
+        &store,
+        ctx.path(),
+        &format!(
+            "FROM {BASE}\n\
+             SHELL [\"/bin/sh\", \"-e\", \"-c\"]\n\
+             RUN cat <<EOF > /from-heredoc\n\
+             line one\n\
+             EOF\n\
+             VOLUME /data /logs\n\
+             VOLUME [\"/cache\"]\n\
+             STOPSIGNAL SIGTERM\n\
+             HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD wget -q localhost\n\
+             MAINTAINER someone@example.com\n\
+             CMD echo shell form\n"
+        ),
+        &["-t", "localhost/meta:1"],
+    );
+    let config = config_of(&store, "localhost/meta:1");
+    let c = &config["config"];
+    assert_eq!(c["Shell"], json!(["/bin/sh", "-e", "-c"]));
+    assert_eq!(c["Volumes"], json!({"/data": {}, "/logs": {}, "/cache": {}}));
+    assert_eq!(c["StopSignal"], "SIGTERM");
+    assert_eq!(
+        c["Healthcheck"],
+        json!({"Test": ["CMD-SHELL", "wget -q localhost"], "Interval": 30_000_000_000u64, "Timeout": 5_000_000_000u64, "Retries": 3})
+    );
+    assert_eq!(config["author"], "someone@example.com");
+    assert_eq!(c["Cmd"], json!(["/bin/sh", "-e", "-c", "echo shell form"]), "shell form goes through SHELL");
+    assert_eq!(run(&store, "localhost/meta:1", &["cat", "/from-heredoc"]), "line one\n");
+    assert_eq!(run(&store, "localhost/meta:1", &[]), "shell form\n");
 }

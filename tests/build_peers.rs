@@ -20,7 +20,8 @@ fn config_in(layout: &Path, name: &str) -> Value {
 }
 
 /// Mount points buildah leaves in an image after RUN (BuildKit and img-build remove them).
-const BUILDAH_STUBS: [&str; 8] = ["dev", "etc", "etc/hostname", "etc/hosts", "etc/resolv.conf", "proc", "run", "sys"];
+const BUILDAH_STUBS: [&str; 8] =
+    ["dev", "etc", "etc/hostname", "etc/hosts", "etc/resolv.conf", "proc", "run", "sys"];
 
 #[test]
 fn buildah_builds_the_same_tree_and_config() {
@@ -53,7 +54,14 @@ fn buildah_builds_the_same_tree_and_config() {
     // buildah, into its own storage, then out to an OCI layout.
     let (root, runroot, theirs) = (w.join("root"), w.join("runroot"), w.join("theirs"));
     let buildah = |args: &[&str]| {
-        let mut all = vec!["--root", root.to_str().unwrap(), "--runroot", runroot.to_str().unwrap(), "--storage-driver", "vfs"];
+        let mut all = vec![
+            "--root",
+            root.to_str().unwrap(),
+            "--runroot",
+            runroot.to_str().unwrap(),
+            "--storage-driver",
+            "vfs",
+        ];
         all.extend_from_slice(args);
         peer("buildah", &all)
     };
@@ -67,7 +75,15 @@ fn buildah_builds_the_same_tree_and_config() {
     // Trees: both unpacked by umoci, so only the builders differ.
     let ours_dir = w.join("ours-bundle");
     let theirs_dir = w.join("theirs-bundle");
-    peer("umoci", &["unpack", "--image", &format!("{}:localhost/cmp:1", store.layout().display()), ours_dir.to_str().unwrap()]);
+    peer(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:localhost/cmp:1", store.layout().display()),
+            ours_dir.to_str().unwrap(),
+        ],
+    );
     peer("umoci", &["unpack", "--image", &format!("{}:cmp", theirs.display()), theirs_dir.to_str().unwrap()]);
     let ours = tree::snapshot(&ours_dir.join("rootfs"));
     let mut theirs_tree = tree::snapshot(&theirs_dir.join("rootfs"));
@@ -88,7 +104,10 @@ fn buildah_builds_the_same_tree_and_config() {
     for field in ["os", "architecture"] {
         assert_eq!(a[field], b[field]);
     }
-    assert_eq!(a["rootfs"]["diff_ids"].as_array().unwrap().len(), b["rootfs"]["diff_ids"].as_array().unwrap().len());
+    assert_eq!(
+        a["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        b["rootfs"]["diff_ids"].as_array().unwrap().len()
+    );
     assert_eq!(a["history"].as_array().unwrap().len(), b["history"].as_array().unwrap().len());
 }
 
@@ -106,18 +125,25 @@ fn a_base_image_only_in_a_registry_is_pulled() {
     let remote = format!("{}/base:1", registry.host());
     peer(
         "skopeo",
-        &["copy", "-q", "--dest-tls-verify=false", &format!("oci:{}:localhost/base:1", source.layout().display()), &format!("docker://{remote}")],
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:localhost/base:1", source.layout().display()),
+            &format!("docker://{remote}"),
+        ],
     );
 
     let store = Store::new();
     let ctx = tempfile::tempdir().unwrap();
-    fs::write(ctx.path().join("Dockerfile"), format!("FROM {remote}\nRUN echo $FROM_BASE > /seen\n")).unwrap();
+    fs::write(ctx.path().join("Dockerfile"), format!("FROM {remote}\nRUN echo $FROM_BASE > /seen\n"))
+        .unwrap();
     let out = store.run("img-build", &["-t", "localhost/derived:1", ctx.path().to_str().unwrap()], "");
     assert_success(&out, "img-build");
     assert_eq!(json_lines(&out.stdout)[0]["ref"], "localhost/derived:1");
     let listed = store.records("img-ls", &["--json"], "");
     let names: Vec<&str> = listed.iter().filter_map(|r| r["ref"].as_str()).collect();
-    assert!(names.contains(&format!("{remote}").as_str()) || names.iter().any(|n| n.ends_with("/base:1")), "{names:?}");
+    assert!(names.contains(&remote.as_str()), "the base was pulled under its name: {names:?}");
     let run = Command::new(img_e2e::bin("img-run"))
         .env("IMG_ROOT", store.path())
         .args(["localhost/derived:1", "--", "cat", "/seen"])

@@ -118,7 +118,9 @@ impl<'a> Builder<'a> {
         let globals = self.global_args(&stages, escape)?;
         let target = stages.target(self.options.target.as_deref())?;
         let base_of = |s: &Stage| -> Result<String> {
-            let Instruction::From { image, .. } = &s.from.instruction else { unreachable!("stages start with FROM") };
+            let Instruction::From { image, .. } = &s.from.instruction else {
+                unreachable!("stages start with FROM")
+            };
             shell::expand(image, escape, &|n: &str| globals.get(n).cloned())
                 .with_context(|| format!("line {}", s.from.line))
         };
@@ -183,17 +185,18 @@ impl<'a> Builder<'a> {
             None => self.options.platform.clone(),
         };
         self.log(stage, &format!("FROM {base}"), "");
-        let (mut state, mut key) = match stages.stages.iter().position(|s| s.name.as_deref() == Some(&base.to_lowercase())) {
-            Some(dep) if dep < stage.index => {
-                let r = done.get(&dep).expect("dependencies are built first");
-                (r.state.clone(), r.key.clone())
-            }
-            _ if base == "scratch" => (ImageState::scratch(&platform), Key::root("scratch")),
-            _ => {
-                let (state, digest) = self.base_image(base, &platform)?;
-                (state, Key::root(&digest.to_string()))
-            }
-        };
+        let (mut state, mut key) =
+            match stages.stages.iter().position(|s| s.name.as_deref() == Some(&base.to_lowercase())) {
+                Some(dep) if dep < stage.index => {
+                    let r = done.get(&dep).expect("dependencies are built first");
+                    (r.state.clone(), r.key.clone())
+                }
+                _ if base == "scratch" => (ImageState::scratch(&platform), Key::root("scratch")),
+                _ => {
+                    let (state, digest) = self.base_image(base, &platform)?;
+                    (state, Key::root(&digest.to_string()))
+                }
+            };
         state.args.clear();
         key = key.then(&["platform", &platform.to_string()]);
 
@@ -206,9 +209,9 @@ impl<'a> Builder<'a> {
         }
         steps.extend(stage.steps.iter().cloned());
         for step in &steps {
-            key = self
-                .step(stages, stage, step, &mut state, key, globals, done, escape)
-                .map_err(|e| anyhow!("{}:{}: {}", self.options.dockerfile_name, step.line, img::cli::one_line(&e)))?;
+            key = self.step(stages, stage, step, &mut state, key, globals, done, escape).map_err(|e| {
+                anyhow!("{}:{}: {}", self.options.dockerfile_name, step.line, img::cli::one_line(&e))
+            })?;
         }
         Ok(StageResult { state, key })
     }
@@ -227,7 +230,11 @@ impl<'a> Builder<'a> {
         let image = resolve::image(self.layout, &wanted, Some(platform))?;
         let diff_ids = image.config.rootfs.as_ref().map(|r| r.diff_ids.clone()).unwrap_or_default();
         if diff_ids.len() != image.manifest.layers.len() {
-            bail!("{wanted}: its config lists {} diff_ids for {} layers", diff_ids.len(), image.manifest.layers.len());
+            bail!(
+                "{wanted}: its config lists {} diff_ids for {} layers",
+                diff_ids.len(),
+                image.manifest.layers.len()
+            );
         }
         let layers = image
             .manifest
@@ -360,7 +367,17 @@ impl<'a> Builder<'a> {
             }
             Instruction::Run { command, mounts, network, heredocs } => {
                 let argv = run_argv(state, command, heredocs);
-                return self.run(stage, step, argv, mounts, network.as_deref() == Some("none"), state, key, done, stages);
+                return self.run(
+                    stage,
+                    step,
+                    argv,
+                    mounts,
+                    network.as_deref() == Some("none"),
+                    state,
+                    key,
+                    done,
+                    stages,
+                );
             }
         }
         self.log(stage, &step.text, "");
@@ -390,7 +407,14 @@ impl<'a> Builder<'a> {
     }
 
     /// Looks a step's key up; on a hit adds the cached layer and history.
-    fn cached(&mut self, stage: &Stage, step: &Step, key: &Key, state: &mut ImageState, created_by: &str) -> bool {
+    fn cached(
+        &mut self,
+        stage: &Stage,
+        step: &Step,
+        key: &Key,
+        state: &mut ImageState,
+        created_by: &str,
+    ) -> bool {
         if self.options.no_cache {
             return false;
         }
@@ -412,7 +436,13 @@ impl<'a> Builder<'a> {
 
     /// Turns a directory of changes into the step's layer (none if it is empty), keeps the
     /// directory as that layer's snapshot, and records the result in the cache.
-    fn commit_changes(&mut self, dir: &Path, key: &Key, state: &mut ImageState, created_by: &str) -> Result<()> {
+    fn commit_changes(
+        &mut self,
+        dir: &Path,
+        key: &Key,
+        state: &mut ImageState,
+        created_by: &str,
+    ) -> Result<()> {
         let empty = fs::read_dir(dir)?.next().is_none();
         let entry = if empty {
             cache::Entry { layer: None, diff_id: None, created: self.now() }
@@ -422,7 +452,11 @@ impl<'a> Builder<'a> {
             if !snapshot.exists() && fs::rename(dir, &snapshot).is_err() && !snapshot.exists() {
                 bail!("keeping the snapshot of layer {}", stored.diff_id);
             }
-            cache::Entry { layer: Some(stored.descriptor), diff_id: Some(stored.diff_id), created: self.now() }
+            cache::Entry {
+                layer: Some(stored.descriptor),
+                diff_id: Some(stored.diff_id),
+                created: self.now(),
+            }
         };
         self.cache.put(key, &entry)?;
         self.add_result(state, entry, created_by);
@@ -475,14 +509,20 @@ impl<'a> Builder<'a> {
     }
 
     /// `RUN --mount`s as runtime mounts: caches persist in the store between builds.
-    fn run_mounts(&mut self, mounts: &[Mount], done: &HashMap<usize, StageResult>, stages: &Stages) -> Result<Vec<RuntimeMount>> {
+    fn run_mounts(
+        &mut self,
+        mounts: &[Mount],
+        done: &HashMap<usize, StageResult>,
+        stages: &Stages,
+    ) -> Result<Vec<RuntimeMount>> {
         let mut out = Vec::new();
         for m in mounts {
             let target = m.target.clone().unwrap_or_default();
             match m.kind.as_str() {
                 "cache" => {
                     let id = m.id.clone().unwrap_or_else(|| target.clone());
-                    let dir = self.store_root.join("build-cache-mounts").join(Digest::of(id.as_bytes()).hex());
+                    let dir =
+                        self.store_root.join("build-cache-mounts").join(Digest::of(id.as_bytes()).hex());
                     fs::create_dir_all(&dir)?;
                     let opt = if m.read_only == Some(true) { "ro" } else { "rw" };
                     out.push(RuntimeMount::new(&target, "bind", &dir.to_string_lossy(), &["rbind", opt]));
@@ -496,10 +536,18 @@ impl<'a> Builder<'a> {
                     let source = m.source.clone().unwrap_or_default();
                     let rel = crate::context::resolve_in_root(&root, Path::new(&source))?;
                     let opt = if m.read_only == Some(false) { "rw" } else { "ro" };
-                    out.push(RuntimeMount::new(&target, "bind", &root.join(rel).to_string_lossy(), &["rbind", opt]));
+                    out.push(RuntimeMount::new(
+                        &target,
+                        "bind",
+                        &root.join(rel).to_string_lossy(),
+                        &["rbind", opt],
+                    ));
                 }
                 "secret" => {
-                    let id = m.id.clone().or_else(|| m.target.as_ref().and_then(|t| t.rsplit('/').next().map(str::to_string)));
+                    let id = m
+                        .id
+                        .clone()
+                        .or_else(|| m.target.as_ref().and_then(|t| t.rsplit('/').next().map(str::to_string)));
                     let id = id.context("--mount=type=secret needs an id")?;
                     let Some(src) = self.options.secrets.get(&id) else {
                         if m.required {
@@ -518,7 +566,12 @@ impl<'a> Builder<'a> {
 
     /// An unpacked root filesystem of a stage (by name or index) or an image, for COPY --from
     /// and RUN --mount=from=.
-    fn rootfs_of(&mut self, from: &str, done: &HashMap<usize, StageResult>, stages: &Stages) -> Result<PathBuf> {
+    fn rootfs_of(
+        &mut self,
+        from: &str,
+        done: &HashMap<usize, StageResult>,
+        stages: &Stages,
+    ) -> Result<PathBuf> {
         if let Some(dir) = self.rootfs_copies.get(from) {
             return Ok(dir.path().to_path_buf());
         }
@@ -562,7 +615,11 @@ impl<'a> Builder<'a> {
         let attrs = Attributes {
             uid: 0,
             gid: 0,
-            mode: spec.chmod.as_deref().map(|m| u32::from_str_radix(&x(m)?, 8).context("--chmod")).transpose()?,
+            mode: spec
+                .chmod
+                .as_deref()
+                .map(|m| u32::from_str_radix(&x(m)?, 8).context("--chmod"))
+                .transpose()?,
         };
         let attrs = match &spec.chown {
             Some(c) => {
@@ -584,11 +641,17 @@ impl<'a> Builder<'a> {
             }
             None => &self.context,
         };
-        let mut inputs = vec![if is_add { "ADD".to_string() } else { "COPY".to_string() }, dest.clone(), format!("{attrs:?}")];
+        let mut inputs = vec![
+            if is_add { "ADD".to_string() } else { "COPY".to_string() },
+            dest.clone(),
+            format!("{attrs:?}"),
+        ];
         let heredoc_names: Vec<&str> = spec.heredocs.iter().map(|h| h.name.as_str()).collect();
         let many = spec.sources.len() > 1;
         for source in &spec.sources {
-            if let Some(name) = source.strip_prefix("<<").map(|n| n.trim_start_matches('-').trim_matches(['"', '\''])) {
+            if let Some(name) =
+                source.strip_prefix("<<").map(|n| n.trim_start_matches('-').trim_matches(['"', '\'']))
+            {
                 if let Some(h) = spec.heredocs.iter().find(|h| h.name == name) {
                     let content = if h.expand { x(&h.content)? } else { h.content.clone() };
                     let into_dir = dest.ends_with('/') || many;
@@ -609,7 +672,8 @@ impl<'a> Builder<'a> {
             }
             let found = ctx.resolve(&source)?;
             inputs.push(format!("{source}:{}", ctx.digest(&found)?));
-            if is_add && found.len() == 1 && !found[0].is_dir && is_archive(&ctx.root().join(&found[0].real))? {
+            if is_add && found.len() == 1 && !found[0].is_dir && is_archive(&ctx.root().join(&found[0].real))?
+            {
                 extract_archive(&ctx.root().join(&found[0].real), staging.path(), &dest)?;
                 continue;
             }
@@ -618,7 +682,8 @@ impl<'a> Builder<'a> {
         }
         let input_refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let key = key.then(&input_refs);
-        let created_by = format!("{} {} {}", if is_add { "ADD" } else { "COPY" }, spec.sources.join(" "), dest);
+        let created_by =
+            format!("{} {} {}", if is_add { "ADD" } else { "COPY" }, spec.sources.join(" "), dest);
         if self.cached(stage, step, &key, state, &created_by) {
             return Ok(key);
         }
@@ -641,7 +706,8 @@ impl<'a> Builder<'a> {
             if let Ok(n) = name.parse::<u32>() {
                 return Ok(n);
             }
-            let text = read_in_layers(&lower, file).with_context(|| format!("--chown {spec}: the image has no /{file}"))?;
+            let text = read_in_layers(&lower, file)
+                .with_context(|| format!("--chown {spec}: the image has no /{file}"))?;
             text.lines()
                 .find_map(|l| {
                     let f: Vec<&str> = l.split(':').collect();
@@ -658,8 +724,22 @@ impl<'a> Builder<'a> {
     }
 
     /// ADD of a URL: downloaded (checked against `--checksum` if given) into dest.
-    fn add_url(&self, url: &str, dest: &str, checksum: Option<&str>, attrs: Attributes, staging: &Path) -> Result<Digest> {
-        let name = url.split(['?', '#']).next().unwrap_or(url).rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("index.html");
+    fn add_url(
+        &self,
+        url: &str,
+        dest: &str,
+        checksum: Option<&str>,
+        attrs: Attributes,
+        staging: &Path,
+    ) -> Result<Digest> {
+        let name = url
+            .split(['?', '#'])
+            .next()
+            .unwrap_or(url)
+            .rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("index.html");
         let target = if dest.ends_with('/') { format!("{dest}{name}") } else { dest.to_string() };
         let mut resp = ureq::get(url).call().with_context(|| format!("downloading {url}"))?;
         if !resp.status().is_success() {
@@ -778,8 +858,11 @@ fn is_archive(path: &Path) -> Result<bool> {
 fn extract_archive(path: &Path, staging: &Path, dest: &str) -> Result<()> {
     let target = staging.join(dest.trim_start_matches('/'));
     fs::create_dir_all(&target)?;
-    let mut applier = Applier::new(&target, ApplyOptions { whiteouts: Whiteouts::Delete, ..ApplyOptions::default() })?;
-    applier.apply(decompress(fs::File::open(path)?)?).with_context(|| format!("extracting {}", path.display()))?;
+    let mut applier =
+        Applier::new(&target, ApplyOptions { whiteouts: Whiteouts::Delete, ..ApplyOptions::default() })?;
+    applier
+        .apply(decompress(fs::File::open(path)?)?)
+        .with_context(|| format!("extracting {}", path.display()))?;
     applier.finish()
 }
 

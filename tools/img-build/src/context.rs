@@ -95,7 +95,8 @@ impl BuildContext {
             .compile_matcher();
         let dir = self.root.join(real);
         let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
-        let mut names: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> =
+            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         for name in names.iter().filter(|n| glob.is_match(n.as_str())) {
             let next = resolve_in_root(&self.root, &real.join(name))?;
@@ -350,7 +351,10 @@ mod tests {
         assert_eq!(resolve_in_root(d, Path::new("up/passwd")).unwrap(), PathBuf::from("etc/passwd"));
         let ctx = BuildContext::rootfs(d).unwrap();
         let found = ctx.resolve("/lib/x").unwrap();
-        assert_eq!((found[0].rel.clone(), found[0].real.clone()), (PathBuf::from("lib/x"), PathBuf::from("usr/lib/x")));
+        assert_eq!(
+            (found[0].rel.clone(), found[0].real.clone()),
+            (PathBuf::from("lib/x"), PathBuf::from("usr/lib/x"))
+        );
         assert!(ctx.resolve("/up/passwd").is_err(), "the host's /etc/passwd is not reachable");
         symlink("loop", d.join("loop")).unwrap();
         assert!(resolve_in_root(d, Path::new("loop/x")).is_err());

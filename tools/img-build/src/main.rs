@@ -98,7 +98,8 @@ fn main() -> ExitCode {
         let context = BuildContext::open(&context_dir)?;
         let built = Builder::new(&layout, &root, context, options, connections)?.build()?;
         if let Some(path) = &args.iidfile {
-            std::fs::write(path, built.manifest.digest.to_string()).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(path, built.manifest.digest.to_string())
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         let names: BTreeSet<String> = tags.iter().map(ToString::to_string).collect();
         let record = ImageRecord {
@@ -162,7 +163,8 @@ fn read_dockerfile(args: &Args, context: &Path) -> Result<(String, String)> {
         }
         None => {
             let path = context.join("Dockerfile");
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             Ok((text, "Dockerfile".into()))
         }
     }
@@ -211,8 +213,9 @@ fn secrets(items: &[String]) -> Result<BTreeMap<String, PathBuf>> {
 
 fn source_date_epoch() -> Result<Option<u64>> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Ok(Some(v.parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?)),
+        Ok(v) if !v.is_empty() => {
+            Ok(Some(v.parse().with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number"))?))
+        }
         _ => Ok(None),
     }
 }
-

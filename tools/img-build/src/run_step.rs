@@ -33,7 +33,8 @@ const MOUNT_POINTS: [&str; 6] = ["proc", "sys", "dev", "etc/hosts", "etc/resolv.
 /// Runs the step with `dir` as its scratch space; returns the upper directory holding the
 /// changes. A non-zero exit is an error that says the status.
 pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
-    let (upper, work, target, empty) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"), dir.join("empty"));
+    let (upper, work, target, empty) =
+        (dir.join("upper"), dir.join("work"), dir.join("rootfs"), dir.join("empty"));
     for d in [&upper, &work, &target, &empty] {
         fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
@@ -52,7 +53,12 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
     for (name, content) in etc_files(step.network_none) {
         let path = dir.join(name);
         fs::write(&path, content)?;
-        spec.mounts.push(Mount::new(&format!("/etc/{name}"), "bind", &path.to_string_lossy(), &["rbind", "ro"]));
+        spec.mounts.push(Mount::new(
+            &format!("/etc/{name}"),
+            "bind",
+            &path.to_string_lossy(),
+            &["rbind", "ro"],
+        ));
     }
     spec.mounts.extend(step.mounts.iter().cloned());
     let container = Container {
@@ -109,8 +115,10 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
 /// /etc/hosts, resolv.conf and hostname for the step, as `docker build` gives them.
 fn etc_files(network_none: bool) -> Vec<(&'static str, String)> {
     let localhost = "127.0.0.1\tlocalhost img-build\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
-    let hosts = if network_none { localhost.clone() } else { fs::read_to_string("/etc/hosts").unwrap_or(localhost) };
-    let resolv = if network_none { String::new() } else { fs::read_to_string("/etc/resolv.conf").unwrap_or_default() };
+    let hosts =
+        if network_none { localhost.clone() } else { fs::read_to_string("/etc/hosts").unwrap_or(localhost) };
+    let resolv =
+        if network_none { String::new() } else { fs::read_to_string("/etc/resolv.conf").unwrap_or_default() };
     vec![("hosts", hosts), ("resolv.conf", resolv), ("hostname", "img-build\n".into())]
 }
 
@@ -131,7 +139,11 @@ fn remove_mount_stubs(upper: &Path, lower: &[PathBuf], stubs: &[String]) -> Resu
             if !empty || in_lower(&rel) {
                 break;
             }
-            if meta.is_dir() { fs::remove_dir(&path)? } else { fs::remove_file(&path)? }
+            if meta.is_dir() {
+                fs::remove_dir(&path)?
+            } else {
+                fs::remove_file(&path)?
+            }
             match rel.parent() {
                 Some(p) if !p.as_os_str().is_empty() => rel = p.to_path_buf(),
                 _ => break,
@@ -157,7 +169,8 @@ mod tests {
         fs::create_dir_all(upper.join("cache/deep")).unwrap();
         fs::create_dir_all(lower.join("sys")).unwrap();
         fs::create_dir_all(upper.join("sys")).unwrap();
-        let stubs: Vec<String> = ["proc", "etc/hosts", "dev", "sys", "cache/deep"].iter().map(|s| s.to_string()).collect();
+        let stubs: Vec<String> =
+            ["proc", "etc/hosts", "dev", "sys", "cache/deep"].iter().map(|s| s.to_string()).collect();
         remove_mount_stubs(&upper, &[lower], &stubs).unwrap();
         assert!(!upper.join("proc").exists());
         assert!(!upper.join("etc").exists(), "etc only held the stub");
