@@ -126,3 +126,16 @@ fn rootless_user_is_root_inside() {
     let out = run_timeout(&mut cmd, "", Duration::from_secs(60));
     assert_eq!(code(&out), 125, "{}", img_e2e::stderr(&out));
 }
+
+#[test]
+fn a_user_namespace_the_runtime_cannot_make_is_an_error() {
+    let env = Env::new();
+    let bundle = env.umoci_bundle(&["true"]);
+    edit_config(&bundle, |c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "user"}));
+        c["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    });
+    let out = img_run_bundle(&bundle, &[]);
+    assert_eq!(code(&out), 125);
+    assert!(img_e2e::stderr(&out).contains("user namespace"), "{}", img_e2e::stderr(&out));
+}

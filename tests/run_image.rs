@@ -51,9 +51,13 @@ fn platform_chooses_from_an_index() {
     let store = img_e2e::Store::new();
     let layout = Layout::open_or_create(store.layout()).unwrap();
     let variant = |arch: &str| {
-        busybox_image(&[], vec![Layer::new([Entry::file("platform", arch)])]).platform(&format!("linux/{arch}")).build()
+        busybox_image(&[], vec![Layer::new([Entry::file("platform", arch)])])
+            .platform(&format!("linux/{arch}"))
+            .build()
     };
-    BuiltIndex::new(vec![variant("amd64"), variant("arm64")], false).write_to(&layout, Some("multi:1")).unwrap();
+    BuiltIndex::new(vec![variant("amd64"), variant("arm64")], false)
+        .write_to(&layout, Some("multi:1"))
+        .unwrap();
     let env = Env { store };
     let out = env.run(&["--platform", "linux/arm64", "multi:1", "cat", "/platform"]);
     assert_eq!(stdout(&out), "arm64", "{}", img_e2e::stderr(&out));
@@ -77,4 +81,28 @@ fn rootless_image_run_uses_an_unpacked_copy() {
     img_e2e::assert_success(&out, "rootless img-run of an image");
     assert_eq!(stdout(&out), "0\n1\nw\ndrwxrwxrwt\n");
     assert_eq!(std::fs::read_dir(env.store.path().join("containers")).unwrap().count(), 0);
+}
+
+#[test]
+fn sigterm_while_preparing_cleans_up_and_stops() {
+    use std::io::Read;
+    let mut big = vec![0u8; 16 << 20];
+    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut big).unwrap();
+    let env = Env::with_image(busybox_image(&[], vec![Layer::new([Entry::file("big", big)])]));
+    let child = env
+        .store
+        .command("img-run")
+        .args(["bb:1", "sleep", "30"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 143, "{}", img_e2e::stderr(&out));
+    let containers = env.store.path().join("containers");
+    assert!(!containers.exists() || std::fs::read_dir(&containers).unwrap().count() == 0);
 }

@@ -10,7 +10,27 @@ use std::time::Duration;
 
 use run_common::*;
 
-/// Where img-run puts a container's cgroup for `controller` (v1: nested in ours).
+/// The cgroup2 mount, if it has `controller` (then img-run uses v2 for it).
+fn v2_mount_with(controller: &str) -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let mount = PathBuf::from(left.split(' ').nth(4)?);
+        let controllers = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap_or_default();
+        (right.starts_with("cgroup2 ") && controllers.split_whitespace().any(|c| c == controller))
+            .then_some(mount)
+    })
+}
+
+/// Where img-run puts a container's cgroup for `controller` (v2: under img-run/; v1: nested
+/// in ours).
+fn cgroup_dir(controller: &str, name: &str) -> Option<PathBuf> {
+    if let Some(mount) = v2_mount_with(controller) {
+        return Some(mount.join("img-run").join(name));
+    }
+    v1_cgroup_dir(controller, name)
+}
+
 fn v1_cgroup_dir(controller: &str, name: &str) -> Option<PathBuf> {
     let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     let path = text.lines().find_map(|l| {
@@ -51,7 +71,7 @@ fn a_fork_bomb_stops_at_the_pids_limit() {
     assert_eq!(started, 11, "with the shell, 12 processes: {}", img_e2e::stderr(&out));
     assert!(img_e2e::stderr(&out).contains("can't fork"), "{}", img_e2e::stderr(&out));
     // A real bomb: held at the limit, and gone with the container.
-    let bomb = "b() { b | b & }; b 2>/dev/null; sleep 1; echo alive";
+    let bomb = "sleep 1 & s=$!; b() { b | b & }; b 2>/dev/null; wait $s; echo alive";
     let out = env.run(&["--pids-limit", "16", "bb:1", "sh", "-c", bomb]);
     assert_eq!(stdout(&out), "alive\n", "{}", img_e2e::stderr(&out));
 }
@@ -80,19 +100,28 @@ fn cpus_are_written_and_cgroups_removed() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let cpu = v1_cgroup_dir("cpu", &name).expect("a v1 cpu hierarchy");
-    let memory = v1_cgroup_dir("memory", &name).expect("a v1 memory hierarchy");
-    let pids = v1_cgroup_dir("pids", &name).expect("a v1 pids hierarchy");
+    let v2 = v2_mount_with("cpu").is_some()
+        && v2_mount_with("memory").is_some()
+        && v2_mount_with("pids").is_some();
+    let cpu = cgroup_dir("cpu", &name).expect("a cpu controller");
+    let memory = cgroup_dir("memory", &name).expect("a memory controller");
+    let pids = cgroup_dir("pids", &name).expect("a pids controller");
+    let quota_file = if v2 { "cpu.max" } else { "cpu.cfs_quota_us" };
     let mut waited = 0;
-    while !cpu.join("cpu.cfs_quota_us").exists() && waited < 100 {
+    while !cpu.join(quota_file).exists() && waited < 100 {
         std::thread::sleep(Duration::from_millis(20));
         waited += 1;
     }
     std::thread::sleep(Duration::from_millis(200));
     let read = |p: PathBuf| std::fs::read_to_string(p).unwrap().trim().to_string();
-    assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "50000");
-    assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");
-    assert_eq!(read(memory.join("memory.limit_in_bytes")), (64u64 << 20).to_string());
+    if v2 {
+        assert_eq!(read(cpu.join("cpu.max")), "50000 100000");
+        assert_eq!(read(memory.join("memory.max")), (64u64 << 20).to_string());
+    } else {
+        assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");
+        assert_eq!(read(memory.join("memory.limit_in_bytes")), (64u64 << 20).to_string());
+    }
     assert_eq!(read(pids.join("pids.max")), "50");
     let procs = read(pids.join("cgroup.procs"));
     assert!(!procs.is_empty(), "the container is not in its cgroup");

@@ -137,38 +137,64 @@ fn spawn(env: &Env, args: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
-fn signal_and_wait(child: std::process::Child, signal: i32) -> std::process::Output {
-    // Let the container start and install its trap.
-    std::thread::sleep(Duration::from_millis(700));
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(child.id() as i32, signal) };
+/// Sends `signal` to img-run once the container is ready (it printed its first line, if
+/// `ready` says it will), then collects its output; kills it if it hangs.
+fn signal_and_wait(mut child: std::process::Child, signal: i32, ready: bool) -> std::process::Output {
+    use std::io::{BufRead, Read};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut first = String::new();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    if ready {
+        reader.read_line(&mut first).unwrap();
+    } else {
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let pid = child.id() as i32;
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, signal) };
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
     let guard = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(20));
-        // SAFETY: as above; the test fails on the status if this fires.
+        for _ in 0..400 {
+            if flag.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above; the child has not been reaped (we are still waiting for it).
         unsafe { libc::kill(pid, libc::SIGKILL) };
     });
-    let out = child.wait_with_output().unwrap();
-    drop(guard);
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    let mut out = child.wait_with_output().unwrap();
+    done.store(true, Ordering::SeqCst);
+    guard.join().unwrap();
+    out.stdout = format!("{first}{rest}").into_bytes();
     out
 }
 
 #[test]
 fn signals_are_forwarded() {
     let env = Env::new();
-    for (sig, name, code_) in
-        [(libc::SIGTERM, "TERM", 7), (libc::SIGUSR1, "USR1", 8), (libc::SIGHUP, "HUP", 9)]
-    {
+    for (sig, name, code_) in [
+        (libc::SIGTERM, "TERM", 7),
+        (libc::SIGUSR1, "USR1", 8),
+        (libc::SIGHUP, "HUP", 9),
+        (libc::SIGINT, "INT", 10),
+        (libc::SIGQUIT, "QUIT", 11),
+        (libc::SIGUSR2, "USR2", 12),
+    ] {
         let script = format!(
             "trap 'echo got {name}; exit {code_}' {name}; echo ready; while true; do sleep 0.1; done"
         );
         let child = spawn(&env, &["bb:1", "sh", "-c", &script]);
-        let out = signal_and_wait(child, sig);
+        let out = signal_and_wait(child, sig, true);
         assert_eq!(code(&out), code_, "{name}: {}", img_e2e::stderr(&out));
         assert_eq!(stdout(&out), format!("ready\ngot {name}\n"));
     }
     // With --init, a command without handlers dies of the signal: 128+15.
-    let out = signal_and_wait(spawn(&env, &["--init", "bb:1", "sleep", "30"]), libc::SIGTERM);
+    let out = signal_and_wait(spawn(&env, &["--init", "bb:1", "sleep", "30"]), libc::SIGTERM, false);
     assert_eq!(code(&out), 143);
     // And the container's directory is gone afterwards.
     assert_eq!(std::fs::read_dir(env.store.path().join("containers")).unwrap().count(), 0);
@@ -234,7 +260,7 @@ fn tty_has_the_callers_window_size_and_restores_its_mode() {
     let mut child = env
         .store
         .command("img-run")
-        .args(["-t", "bb:1", "sh", "-c", "stty size; tty"])
+        .args(["-it", "bb:1", "sh", "-c", "stty size; tty; echo console > /dev/console; read l; echo got $l"])
         .stdin(stdio(slave))
         .stdout(stdio(slave))
         .stderr(stdio(slave))
@@ -254,6 +280,10 @@ fn tty_has_the_callers_window_size_and_restores_its_mode() {
         }
         all
     });
+    // Typed on the caller's terminal, read by the container.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: writing a buffer we own to the master, which the reader thread shares.
+    unsafe { libc::write(master, b"typed\r".as_ptr().cast(), 6) };
     let status = child.wait().unwrap();
     // SAFETY: tcgetattr into a zeroed struct.
     let after = unsafe {
@@ -264,7 +294,7 @@ fn tty_has_the_callers_window_size_and_restores_its_mode() {
     };
     let text = String::from_utf8_lossy(&collected.join().unwrap()).replace('\r', "");
     assert!(status.success(), "{text}");
-    assert_eq!(text, "30 100\n/dev/pts/0\n");
+    assert_eq!(text, "30 100\n/dev/pts/0\nconsole\ntyped\ngot typed\n");
     assert_eq!(before.c_lflag, after.c_lflag, "the caller's terminal mode was not restored");
     assert_eq!(before.c_iflag, after.c_iflag);
 }

@@ -62,24 +62,27 @@ pub fn inputs(args: &[String]) -> Result<Vec<Input>> {
     Ok(out)
 }
 
-/// Reads exactly one line of stdin, byte by byte, so the rest stays for someone else
-/// (img-run hands it to the container).
-pub fn read_one_input() -> Result<Option<Input>> {
+/// Reads exactly one line of stdin, a byte at a time from the descriptor itself, so the rest
+/// stays for someone else (img-run hands it to the container; std's stdin would buffer it).
+pub fn read_one_line() -> Result<String> {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
-    let stdin = io::stdin();
-    let mut raw = stdin.lock();
     loop {
-        // Unbuffered on purpose: a BufReader would swallow the container's input.
-        match std::io::Read::read(&mut raw, &mut byte) {
-            Ok(0) => break,
-            Ok(_) if byte[0] == b'\n' => break,
-            Ok(_) => line.push(byte[0]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("reading stdin"),
+        // SAFETY: reads into a one-byte buffer we own.
+        match unsafe { libc::read(0, byte.as_mut_ptr().cast(), 1) } {
+            0 => break,
+            1 if byte[0] == b'\n' => break,
+            1 => line.push(byte[0]),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e).context("reading stdin");
+            }
         }
     }
-    parse_line(&String::from_utf8(line).context("stdin: not UTF-8")?)
+    String::from_utf8(line).context("stdin: not UTF-8")
 }
 
 /// A JSON record names its image by `ref` (else `digest`), also nested under `image` as

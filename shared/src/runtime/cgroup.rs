@@ -250,6 +250,37 @@ mod tests {
     use crate::runtime::spec::{Cpu, Memory, Pids};
 
     #[test]
+    fn v2_enables_controllers_and_writes_limits() {
+        // A stand-in cgroup2 tree: the kernel's files are plain files here.
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::write(tree.path().join("cgroup.subtree_control"), "").unwrap();
+        let h = Hierarchy {
+            mount: tree.path().to_path_buf(),
+            root: "/".into(),
+            v2: true,
+            controllers: vec!["memory".into(), "pids".into(), "cpu".into()],
+        };
+        let r = Resources {
+            memory: Some(Memory { limit: Some(64 << 20), swap: Some(64 << 20) }),
+            pids: Some(Pids { limit: 20 }),
+            cpu: Some(Cpu { quota: Some(150_000), period: Some(100_000), shares: Some(1024) }),
+        };
+        let mut cg = Cgroup { dirs: Vec::new() };
+        cg.create_v2(&h, "c1", &r, &["memory", "pids", "cpu"]).unwrap();
+        let read = |p: &str| std::fs::read_to_string(tree.path().join(p)).unwrap();
+        assert_eq!(read("cgroup.subtree_control"), "+memory +pids +cpu");
+        assert_eq!(read("img-run/cgroup.subtree_control"), "+memory +pids +cpu");
+        assert_eq!(read("img-run/c1/memory.max"), (64u64 << 20).to_string());
+        assert_eq!(read("img-run/c1/memory.swap.max"), "0");
+        assert_eq!(read("img-run/c1/pids.max"), "20");
+        assert_eq!(read("img-run/c1/cpu.max"), "150000 100000");
+        assert_eq!(read("img-run/c1/cpu.weight"), "39");
+        // Removing a stand-in directory with files in it fails like a busy cgroup would;
+        // forget it rather than wait.
+        cg.dirs.clear();
+    }
+
+    #[test]
     fn settings_for_each_version() {
         let r = Resources {
             memory: Some(Memory { limit: Some(1 << 20), swap: None }),

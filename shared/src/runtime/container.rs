@@ -49,12 +49,17 @@ pub enum Outcome {
     Failed(Failure),
 }
 
-/// Runs the container to completion.
+/// Runs the container to completion. The calling process must be single-threaded; it is left
+/// with the forwarded signals blocked and, when not root, inside the container's user
+/// namespace (img-run exits right after; img-build calls this in a child of its own).
 pub fn run(c: &Container) -> Result<Outcome> {
     let rootless = !nix::unistd::geteuid().is_root();
     let flags = namespaces::child_flags(&c.spec)?;
     if c.spec.hostname.is_some() && !c.spec.has_namespace("uts") {
         bail!("a hostname needs a private UTS namespace");
+    }
+    if c.spec.has_namespace("user") || !c.spec.linux.uid_mappings.is_empty() {
+        check_user_mappings(&c.spec, rootless)?;
     }
     if rootless
         && c.spec
@@ -192,6 +197,26 @@ fn supervise(child: Pid, sfd: &mut SignalFd, mut relay: Option<&mut pty::Relay>)
     }
 }
 
+/// A spec may ask for a user namespace. Rootless, img-run always makes one mapping the
+/// invoking user to root, so the spec's mappings must say the same; as root, mapping ranges of
+/// host ids is not supported (and is not silently skipped).
+fn check_user_mappings(spec: &Spec, rootless: bool) -> Result<()> {
+    if !rootless {
+        bail!(
+            "config.json asks for a user namespace: not supported when running as root (run as the user instead)"
+        );
+    }
+    let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    let only_self = |maps: &[super::spec::IdMapping], id: u32| {
+        maps.is_empty()
+            || (maps.len() == 1 && maps[0].container_id == 0 && maps[0].host_id == id && maps[0].size == 1)
+    };
+    if !only_self(&spec.linux.uid_mappings, uid) || !only_self(&spec.linux.gid_mappings, gid) {
+        bail!("config.json maps other ids than the invoking user's ({uid}:{gid}) to root: not supported");
+    }
+    Ok(())
+}
+
 /// Sends a start-up failure to img-run: the exit status, a newline, the message.
 fn report(pipe: &OwnedFd, f: &Failure) {
     let mut w = std::fs::File::from(pipe.try_clone().expect("dup of the error pipe"));
@@ -270,6 +295,7 @@ fn prepare(c: &Container, s: &ChildSetup) -> Result<super::spec::Process> {
             if let Some(ws) = &s.winsize {
                 pty::set_winsize(master.as_fd(), ws);
             }
+            pty::bind_console(master.as_fd())?;
             pty::send_fd(sock.as_fd(), master.as_fd())?;
             drop(master);
             pty::attach(slave)?;

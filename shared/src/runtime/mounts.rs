@@ -256,7 +256,8 @@ pub fn setup(spec: &Spec, rootfs: &Rootfs, bundle: &Path, cx: Isolation) -> Resu
             mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
                 .with_context(|| format!("binding the rootfs {}", dir.display()))?
         }
-        Rootfs::Overlay { lower, upper, work, target } | Rootfs::ScratchOverlay { lower, upper, work, target } => {
+        Rootfs::Overlay { lower, upper, work, target }
+        | Rootfs::ScratchOverlay { lower, upper, work, target } => {
             let volatile = matches!(rootfs, Rootfs::ScratchOverlay { .. });
             let lowers: Vec<String> = lower.iter().map(|p| p.to_string_lossy().into_owned()).collect();
             let mut data = format!(

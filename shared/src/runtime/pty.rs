@@ -37,6 +37,20 @@ pub fn open_pair() -> Result<(OwnedFd, OwnedFd)> {
     }
 }
 
+/// Binds the pty's slave over /dev/console, as runc and docker do for a terminal.
+pub fn bind_console(master: BorrowedFd) -> Result<()> {
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes the pty's number.
+    check(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) }, "TIOCGPTN")?;
+    let console = std::path::Path::new("/dev/console");
+    if std::fs::symlink_metadata(console).is_err() {
+        File::create(console).context("creating /dev/console")?;
+    }
+    let slave = format!("/dev/pts/{n}");
+    nix::mount::mount(Some(slave.as_str()), console, None::<&str>, nix::mount::MsFlags::MS_BIND, None::<&str>)
+        .context("binding the terminal to /dev/console")
+}
+
 /// Makes the slave this process's controlling terminal and its stdin, stdout and stderr.
 pub fn attach(slave: OwnedFd) -> Result<()> {
     nix::unistd::setsid().context("setsid")?;

@@ -29,9 +29,31 @@ pub fn block() -> Result<SigSet> {
     Ok(old)
 }
 
-/// Restores a mask saved by [`block`] (in a child, before it execs).
+/// Restores a mask saved by [`block`] (in a child, before it execs). The handled signals are
+/// unblocked whatever the mask said: img-run may have blocked them early, and a container
+/// must not start with them blocked.
 pub fn restore(old: &SigSet) -> Result<()> {
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(old), None).context("restoring the signal mask")
+    let mut mask = *old;
+    for s in handled().iter() {
+        mask.remove(s);
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None).context("restoring the signal mask")
+}
+
+/// A SIGINT, SIGTERM, SIGHUP or SIGQUIT that arrived while they were blocked (while img-run
+/// prepared the container: it then cleans up and stops instead of starting it).
+pub fn pending_stop() -> Option<Signal> {
+    // SAFETY: sigpending fills a sigset_t we own.
+    let pending = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigpending(&mut set);
+        set
+    };
+    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT]
+        .into_iter()
+        // SAFETY: sigismember reads the set we own.
+        .find(|s| unsafe { libc::sigismember(&pending, *s as i32) } == 1)
 }
 
 /// docker's exit status of a process: its code, or 128+N when killed by signal N.

@@ -176,26 +176,7 @@ fn target(arg: Option<&str>) -> Result<Target> {
 /// Exactly one line of stdin: a record (img-unpack's names a bundle) or a reference. The
 /// rest of stdin stays the container's.
 fn from_stdin() -> Result<Target> {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        // One byte at a time from the descriptor itself: std's stdin is buffered and would
-        // swallow the container's input.
-        // SAFETY: read into a one-byte buffer we own.
-        match unsafe { libc::read(0, byte.as_mut_ptr().cast(), 1) } {
-            0 => break,
-            1 if byte[0] == b'\n' => break,
-            1 => line.push(byte[0]),
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e).context("reading stdin");
-            }
-        }
-    }
-    let line = String::from_utf8(line).context("stdin: not UTF-8")?;
+    let line = record::read_one_line()?;
     if let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(&line)
         && let Some(bundle) = obj.get("bundle").and_then(Value::as_str)
     {
@@ -308,6 +289,8 @@ impl Drop for ContainerDir {
 }
 
 fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path: &Path) -> Result<i32> {
+    // A signal while the rootfs is prepared stops img-run after it has cleaned up (below).
+    runtime::signals::block()?;
     let layout = Layout::open(layout_path)?;
     let platform: Option<Platform> =
         args.platform.as_deref().map(str::parse).transpose().context("--platform")?;
@@ -379,6 +362,11 @@ fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path
         tty: args.tty,
         interactive: args.interactive,
     };
+    if let Some(sig) = runtime::signals::pending_stop() {
+        drop(dir);
+        eprintln!("img-run: {sig} before the container started");
+        return Ok(128 + sig as i32);
+    }
     let outcome = runtime::run(&c)?;
     drop(dir);
     finish(outcome)
