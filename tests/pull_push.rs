@@ -91,6 +91,18 @@ fn push_then_pull_gives_identical_digests_and_is_idempotent() {
     let mounted = push(&store, &store.layout(), &["--to", &other, &dest]);
     assert_eq!(mounted[0]["uploadedBytes"], 0, "blobs are mounted from team/app");
     assert_eq!(mounted[0]["digest"], pulled[0]["digest"]);
+
+    // The layout remembers where it pushed blobs: a push to yet another repository mounts them.
+    let fourth = format!("{}/fourth/app:4", registry.host());
+    let remembered = push(&store, &src, &["--to", &fourth, "app:1"]);
+    assert_eq!(remembered[0]["uploadedBytes"], 0, "blobs are mounted from where they were pushed");
+
+    // Records flow through a pipeline: img-pull's output is img-push's input.
+    let line = serde_json::to_string(&pulled[0]).unwrap();
+    let third = format!("{}/third/app:3", registry.host());
+    let piped = store.records("img-push", &["--to", &third], &line);
+    assert_eq!(piped[0]["digest"], pulled[0]["digest"]);
+    assert_eq!(piped[0]["ref"], third);
 }
 
 #[test]

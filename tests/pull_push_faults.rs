@@ -296,7 +296,8 @@ fn docker_schema1_is_refused_clearly() {
     let store = Store::new();
     let image = big_image(9, 1000);
     let (_registry, proxy, _) = setup(&store, &image);
-    let schema1 = br#"{"schemaVersion":1,"name":"repo","tag":"old","architecture":"amd64","fsLayers":[],"history":[]}"#;
+    let schema1 =
+        br#"{"schemaVersion":1,"name":"repo","tag":"old","architecture":"amd64","fsLayers":[],"history":[]}"#;
     for content_type in ["application/vnd.docker.distribution.manifest.v1+prettyjws", "application/json"] {
         proxy.add("GET /v2/repo/manifests/old", Fault::Respond(content_type.into(), schema1.to_vec()), 1);
         let out = store.run("img-pull", &[&format!("{}/repo:old", proxy.host())], "");
@@ -305,4 +306,64 @@ fn docker_schema1_is_refused_clearly() {
         assert!(err.contains("schema1 manifests are not supported"), "{err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     }
+}
+
+#[test]
+fn an_upload_the_registry_lost_is_started_over() {
+    let store = Store::new();
+    let registry = Registry::anonymous();
+    let proxy = Proxy::start(registry.port);
+    let image = big_image(10, 50_000);
+    let src = store.path().join("src");
+    image.write_to(&Layout::open_or_create(&src).unwrap(), Some("img:1")).unwrap();
+    let layer = &image.layers[1].descriptor;
+    // The upload's final PUT is answered "upload unknown", as after a registry restart.
+    proxy.add(&format!("digest={}", layer.digest), Fault::Status(404, vec![]), 1);
+    let dest = format!("{}/restart:1", proxy.host());
+    let out = store.run("img-push", &["--layout", src.to_str().unwrap(), "--to", &dest, "img:1"], "");
+    assert_success(&out, "img-push");
+    let requests = proxy.requests();
+    let posts = requests.iter().filter(|r| r.starts_with("POST /v2/restart/blobs/uploads/")).count();
+    assert_eq!(posts, image.layers.len() + 2, "one more upload session for the lost one: {requests:?}");
+    let pulled = store.records("img-pull", &[&format!("{}/restart:1", registry.host())], "");
+    assert_eq!(pulled[0]["digest"], image.manifest.descriptor.digest.to_string());
+}
+
+#[test]
+fn garbage_collection_during_a_pull_sweeps_none_of_its_blobs() {
+    let store = Store::new();
+    let image = big_image(11, 4_000_000);
+    let (_registry, proxy, reference) = setup(&store, &image);
+    // Something already in the layout, so it exists before the pull starts.
+    TestImage::new()
+        .layer(Layer::new([Entry::file("x", "y")]))
+        .build()
+        .write_to(&Layout::open_or_create(store.layout()).unwrap(), Some("other:1"))
+        .unwrap();
+    proxy.throttle(10);
+    proxy.reset_counts();
+    let pull = store
+        .command("img-pull")
+        .args(["--jobs", "1", &reference])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while proxy.blob_bytes() < 1_000_000 {
+        assert!(Instant::now() < deadline, "the pull did not progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The pull's config blob is already stored but not yet referenced: GC must wait.
+    let prune = store.run("img-rm", &["--prune"], "");
+    assert_success(&prune, "img-rm --prune");
+    let out = pull.wait_with_output().unwrap();
+    assert_success(&out, "img-pull during GC");
+    let layout = Layout::open(store.layout()).unwrap();
+    for blob in image.blobs() {
+        assert!(layout.has_blob(&blob.descriptor.digest), "GC swept {}", blob.descriptor.digest);
+    }
+    let index = layout.read_index().unwrap();
+    assert_eq!(index.find(&reference).len(), 1);
+    assert_eq!(index.find("other:1").len(), 1);
 }

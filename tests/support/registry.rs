@@ -585,7 +585,10 @@ fn proxy_connection(client: TcpStream, upstream_port: u16, state: &ProxyState) -
             })
         };
         if let Some(Fault::Respond(content_type, bytes)) = &fault {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n", bytes.len());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+                bytes.len()
+            );
             to_client.write_all(head.as_bytes())?;
             to_client.write_all(bytes)?;
             continue;

@@ -236,6 +236,8 @@ pub struct Session {
     credentials: Option<Credentials>,
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, String>>,
+    /// Held while a token is fetched ahead of a request, so threads share one fetch.
+    fetching: Mutex<()>,
 }
 
 impl Session {
@@ -260,6 +262,24 @@ impl Session {
                 self.tokens.lock().expect("lock").get(scope).map(|t| format!("Bearer {t}"))
             }
         }
+    }
+
+    /// Fetches a token for a scope before its first request when the registry is known to
+    /// want one (saves the 401 round trip).
+    pub fn prepare(&self, agent: &ureq::Agent, scope: &str) -> Result<()> {
+        let challenge = self.challenge.lock().expect("lock").clone();
+        let Some(Challenge::Bearer { realm, service, .. }) = challenge else { return Ok(()) };
+        if scope.is_empty() {
+            return Ok(());
+        }
+        let _one_at_a_time = self.fetching.lock().expect("lock");
+        if self.tokens.lock().expect("lock").contains_key(scope) {
+            return Ok(());
+        }
+        let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+        let token = self.fetch_token(agent, &realm, service.as_deref(), &scopes)?;
+        self.tokens.lock().expect("lock").insert(scope.to_string(), token);
+        Ok(())
     }
 
     /// Handles a 401: records the challenge and fetches a fresh token for the scope. Returns

@@ -15,6 +15,7 @@ pub mod auth;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod sources;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -362,6 +363,7 @@ impl Registry {
         body: Body<'_>,
         mut on_retry: impl FnMut(),
     ) -> Result<HttpResponse> {
+        self.session.prepare(&self.agent, scope)?;
         let mut attempt = 0u32;
         let mut refreshed = false;
         loop {
@@ -475,8 +477,37 @@ pub fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
+/// `Retry-After` as seconds or as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    header(headers, "retry-after")?.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let value = header(headers, "retry-after")?;
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = http_date(value)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now)))
+}
+
+/// Seconds since the epoch of an IMF-fixdate.
+fn http_date(s: &str) -> Option<u64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts[..] else { return None };
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| *m == month)? as i64
+        + 1;
+    let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let hms: Vec<i64> = time.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let [h, m, sec] = hms[..] else { return None };
+    // Days from 1970-01-01 to the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + h * 3600 + m * 60 + sec).ok()
 }
 
 fn host_of(url: &str) -> &str {
@@ -579,7 +610,7 @@ impl<'r> Repository<'r> {
         Ok(resp.status().as_u16() != 404)
     }
 
-    /// `HEAD` a manifest: its digest, if the registry says (None if it does not exist).
+    /// `HEAD` a manifest: its digest and media type, if the registry says.
     pub fn head_manifest(&self, reference: &str) -> Result<Option<(Digest, String)>> {
         let url = self.registry.url(&format!("{}/manifests/{reference}", self.name));
         let resp = self.send(Method::HEAD, &url, &[("Accept", manifest_accept())], Body::Empty)?;
@@ -589,8 +620,8 @@ impl<'r> Repository<'r> {
                 let media_type = header(resp.headers(), "content-type").unwrap_or_default();
                 Ok(digest.map(|d| (d, media_type)))
             }
-            404 => Ok(None),
-            _ => Err(status_error(resp, self.registry.has_credentials())),
+            // Not there, or HEAD not served: the GET that follows says why.
+            _ => Ok(None),
         }
     }
 
@@ -663,11 +694,19 @@ impl<'r> Repository<'r> {
     }
 
     /// `GET` a blob from byte `from`; the caller checks the status (200, or 206 for a range).
-    pub fn get_blob(&self, digest: &Digest, from: u64, on_retry: impl FnMut()) -> Result<HttpResponse> {
+    pub fn get_blob(
+        &self,
+        digest: &Digest,
+        from: u64,
+        last: Option<u64>,
+        on_retry: impl FnMut(),
+    ) -> Result<HttpResponse> {
         let url = self.registry.url(&format!("{}/blobs/{digest}", self.name));
         let mut headers = Vec::new();
-        if from > 0 {
-            headers.push(("Range", format!("bytes={from}-")));
+        match last {
+            Some(last) => headers.push(("Range", format!("bytes={from}-{last}"))),
+            None if from > 0 => headers.push(("Range", format!("bytes={from}-"))),
+            None => {}
         }
         self.registry.send(Method::GET, &url, &self.scope, &headers, Body::Empty, on_retry)
     }
@@ -711,6 +750,9 @@ mod tests {
         );
         assert_eq!(resolve("http://h:5/v2/x", "https://cdn/y"), "https://cdn/y");
         assert_eq!(host_of("https://cdn.example:443/y/z"), "cdn.example:443");
+        assert_eq!(http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(http_date("yesterday"), None);
     }
 }
 

@@ -202,6 +202,9 @@ pub fn pull(
         fetched_bytes.fetch_add(n, Ordering::Relaxed);
         Ok(())
     })?;
+    for digest in &seen {
+        super::sources::remember(layout, digest, registry.name(), reference.repository());
+    }
 
     // Manifests last (children before the index), then the ref.
     let mut platform = platform;
@@ -260,12 +263,29 @@ pub fn fetch_blob(
         return Ok(0); // stored meanwhile by someone else
     };
     let transfer = progress.start("pull", &desc.digest, desc.size, partial.offset());
+    let transferred = AtomicU64::new(0);
+    fetch_into(repo, desc, &mut partial, desc.size, &*transfer, &transferred)?;
+    partial.commit()?;
+    transfer.finish();
+    Ok(transferred.into_inner())
+}
+
+/// Fetches into `partial` until it holds `end` bytes (or the whole blob, if the server sends
+/// it all), resuming with Range requests after interruptions.
+fn fetch_into(
+    repo: &Repository,
+    desc: &Descriptor,
+    partial: &mut crate::layout::PartialBlob,
+    end: u64,
+    transfer: &dyn super::progress::Transfer,
+    transferred: &AtomicU64,
+) -> Result<()> {
     let retries = repo.registry.options.retries;
-    let mut transferred = 0u64;
     let mut failures = 0u32;
-    while partial.offset() < desc.size || desc.size == 0 {
+    while partial.offset() < end || (desc.size == 0 && failures == 0) {
         let from = partial.offset();
-        let resp = repo.get_blob(&desc.digest, from, || {})?;
+        let last = (end < desc.size).then(|| end - 1);
+        let resp = repo.get_blob(&desc.digest, from, last, || {})?;
         let status = resp.status().as_u16();
         match status {
             200 if from > 0 => {
@@ -293,13 +313,25 @@ pub fn fetch_blob(
             }
             _ => return Err(status_error(resp, repo.registry.has_credentials())),
         }
-        match copy_body(resp, &mut partial, |n| {
-            transferred += n;
+        match copy_body(resp, partial, |n| {
+            transferred.fetch_add(n, Ordering::Relaxed);
             transfer.advance(n);
         }) {
-            Ok(_) => break,
+            Ok(_) if desc.size == 0 => return Ok(()),
+            Ok(_) if partial.offset() < end => {
+                // The body ended early without an error: ask for the rest, a bounded number of times.
+                failures += 1;
+                if failures > retries {
+                    bail!(
+                        "the registry keeps sending a short blob ({} of {} bytes)",
+                        partial.offset(),
+                        desc.size
+                    );
+                }
+            }
+            Ok(_) => {}
             Err(e) if e.to_string().contains("size mismatch") => {
-                partial.discard();
+                partial.restart()?;
                 bail!("{e}");
             }
             Err(e) => {
@@ -310,13 +342,8 @@ pub fn fetch_blob(
                 std::thread::sleep(repo.registry.options.backoff * 2u32.pow(failures.min(6) - 1));
             }
         }
-        if desc.size == 0 {
-            break;
-        }
     }
-    partial.commit()?;
-    transfer.finish();
-    Ok(transferred)
+    Ok(())
 }
 
 #[cfg(test)]

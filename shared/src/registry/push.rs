@@ -91,6 +91,7 @@ pub fn push(
     parallel(&blobs, options.jobs, |d| {
         let how = push_blob(&repo, layout, d, mount_from, options, progress)
             .with_context(|| format!("blob {}", d.digest))?;
+        super::sources::remember(layout, &d.digest, registry.name(), dest.repository());
         let mut s = stats.lock().expect("lock");
         match how {
             How::Existed => s.existing_blobs += 1,
@@ -152,12 +153,49 @@ fn push_blob(
     if size != desc.size {
         bail!("is {size} bytes in the layout, but its descriptor says {}", desc.size);
     }
+    // Mount from where the image came from, else from wherever this layout saw the blob.
+    let known;
+    let mount_from = match mount_from {
+        Some(m) => Some(m),
+        None => {
+            known = super::sources::known_repository(layout, &desc.digest, repo.registry.name(), &repo.name);
+            known.as_deref()
+        }
+    };
+    // An upload that fails after its own retries (a session the registry lost, say) is
+    // started over once; a refusal (auth, bad request) is not.
+    match upload(repo, desc, &path, size, mount_from, options, progress) {
+        Err(e) if !is_refusal(&e) => upload(repo, desc, &path, size, None, options, progress),
+        other => other,
+    }
+}
+
+/// Whether an error is the registry refusing us (retrying cannot help).
+fn is_refusal(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    ["(401", "(403", "authentication", "access denied"].iter().any(|s| text.contains(s))
+}
+
+fn upload(
+    repo: &Repository,
+    desc: &Descriptor,
+    path: &std::path::Path,
+    size: u64,
+    mount_from: Option<&str>,
+    options: &PushOptions,
+    progress: &dyn Progress,
+) -> Result<How> {
     let uploads = repo.registry.url(&format!("{}/blobs/uploads/", repo.name));
     let start_url = match mount_from {
         Some(from) => format!("{uploads}?mount={}&from={from}", desc.digest),
         None => uploads,
     };
-    let resp = repo.registry.send(Method::POST, &start_url, &repo.scope, &[], Body::Empty, || {})?;
+    // Mounting needs pull access to the other repository too.
+    let scope = match mount_from {
+        Some(from) => format!("repository:{}:pull,push repository:{from}:pull", repo.name),
+        None => repo.scope.clone(),
+    };
+    let resp = repo.registry.send(Method::POST, &start_url, &scope, &[], Body::Empty, || {})?;
     let status = resp.status().as_u16();
     if status == 201 && mount_from.is_some() {
         return Ok(How::Mounted);
@@ -179,7 +217,7 @@ fn push_blob(
                 ("Content-Type", "application/octet-stream".to_string()),
                 ("Content-Range", format!("{offset}-{}", offset + len - 1)),
             ];
-            let body = Body::File { path: &path, offset, len };
+            let body = Body::File { path, offset, len };
             let sent =
                 repo.registry.send_without_retries(Method::PATCH, &location, &repo.scope, &headers, body);
             match sent {
@@ -219,8 +257,7 @@ fn push_blob(
     }
     let sep = if location.contains('?') { '&' } else { '?' };
     let url = format!("{location}{sep}digest={}", desc.digest);
-    let body =
-        if offset < size { Body::File { path: &path, offset, len: size - offset } } else { Body::Empty };
+    let body = if offset < size { Body::File { path, offset, len: size - offset } } else { Body::Empty };
     let headers = [("Content-Type", "application/octet-stream".to_string())];
     let resp =
         repo.registry.send(Method::PUT, &url, &repo.scope, &headers, body, || transfer.rewind(offset))?;
