@@ -67,7 +67,12 @@ pub struct StoredLayer {
 
 /// Writes `dir` as a compressed layer blob into the layout in one pass, hashing the tar (the
 /// diff_id) and the compressed bytes (the blob digest) as they stream.
-pub fn store_layer(layout: &Layout, dir: &Path, compression: Compression, options: &Options) -> Result<StoredLayer> {
+pub fn store_layer(
+    layout: &Layout,
+    dir: &Path,
+    compression: Compression,
+    options: &Options,
+) -> Result<StoredLayer> {
     let blob = layout.blob_writer(Expected::default())?;
     let (blob, diff_id) = match compression {
         Compression::Gzip => {
@@ -240,8 +245,8 @@ fn base_header(meta: &fs::Metadata, options: &Options) -> tar::Header {
 fn xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for name in list_xattrs(path)? {
-        let keep = name.starts_with("user.") && !name.starts_with("user.overlay.")
-            || name == "security.capability";
+        let keep =
+            name.starts_with("user.") && !name.starts_with("user.overlay.") || name == "security.capability";
         if keep && let Some(value) = get_xattr(path, &name)? {
             out.push((format!("SCHILY.xattr.{name}"), value));
         }
@@ -277,7 +282,11 @@ fn list_xattrs(path: &Path) -> Result<Vec<String>> {
             _ => return Err(err).with_context(|| format!("listing xattrs of {}", path.display())),
         }
     }
-    Ok(buf.split(|b| *b == 0).filter(|n| !n.is_empty()).map(|n| String::from_utf8_lossy(n).into_owned()).collect())
+    Ok(buf
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect())
 }
 
 fn get_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
@@ -312,7 +321,8 @@ mod tests {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                let link = e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+                let link =
+                    e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
                 (String::from_utf8_lossy(&e.path_bytes()).into_owned(), e.header().entry_type(), link)
             })
             .collect()
@@ -345,7 +355,8 @@ mod tests {
             ("c", Link, "a"),
             ("l", Symlink, "/etc/passwd"),
         ];
-        let got_ref: Vec<(&str, tar::EntryType, &str)> = got.iter().map(|(p, t, l)| (p.as_str(), *t, l.as_str())).collect();
+        let got_ref: Vec<(&str, tar::EntryType, &str)> =
+            got.iter().map(|(p, t, l)| (p.as_str(), *t, l.as_str())).collect();
         assert_eq!(got_ref, want);
         let mut archive = tar::Archive::new(one.as_slice());
         for e in archive.entries().unwrap() {
@@ -368,7 +379,9 @@ mod tests {
         fs::write(d.join("opq/new"), "n").unwrap();
         let p = c_path(&d.join("opq")).unwrap();
         // SAFETY: valid C strings and a 1-byte value.
-        let rc = unsafe { libc::lsetxattr(p.as_ptr(), c"trusted.overlay.opaque".as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+        let rc = unsafe {
+            libc::lsetxattr(p.as_ptr(), c"trusted.overlay.opaque".as_ptr(), b"y".as_ptr().cast(), 1, 0)
+        };
         assert_eq!(rc, 0, "{}", io::Error::last_os_error());
         let gone = c_path(&d.join("gone")).unwrap();
         // SAFETY: a valid C string; a 0/0 char device is an overlay whiteout.
@@ -388,7 +401,8 @@ mod tests {
         let store = tempfile::tempdir().unwrap();
         let layout = Layout::open_or_create(store.path()).unwrap();
         for compression in [Compression::Gzip, Compression::Zstd] {
-            let stored = store_layer(&layout, dir.path(), compression, &Options { clamp_mtime: Some(0) }).unwrap();
+            let stored =
+                store_layer(&layout, dir.path(), compression, &Options { clamp_mtime: Some(0) }).unwrap();
             let blob = layout.read_blob(&stored.descriptor.digest).unwrap();
             assert_eq!(blob.len() as u64, stored.descriptor.size);
             let tar = crate::layer::compression::decompress(blob.as_slice()).and_then(|mut r| {
@@ -396,7 +410,8 @@ mod tests {
                 io::Read::read_to_end(&mut r, &mut v).map(|_| v)
             });
             assert_eq!(Digest::of(&tar.unwrap()), stored.diff_id);
-            let again = store_layer(&layout, dir.path(), compression, &Options { clamp_mtime: Some(0) }).unwrap();
+            let again =
+                store_layer(&layout, dir.path(), compression, &Options { clamp_mtime: Some(0) }).unwrap();
             assert_eq!(again, stored, "reproducible");
         }
     }

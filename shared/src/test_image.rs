@@ -291,9 +291,10 @@ impl TestImage {
                 (Compression::Gzip, true) => (media_type::DOCKER_LAYER_GZIP, gzip(&tar)),
                 (Compression::None, false) => (media_type::OCI_LAYER, tar),
                 (Compression::None, true) => ("application/vnd.docker.image.rootfs.diff.tar", tar),
-                (Compression::Zstd, _) => {
-                    (media_type::OCI_LAYER_ZSTD, zstd::encode_all(tar.as_slice(), 3).expect("compressing in memory"))
-                }
+                (Compression::Zstd, _) => (
+                    media_type::OCI_LAYER_ZSTD,
+                    zstd::encode_all(tar.as_slice(), 3).expect("compressing in memory"),
+                ),
             };
             layers.push(Blob::new(media_type, bytes));
         }
@@ -416,7 +417,10 @@ pub fn busybox_layer(applets: &[&str]) -> Result<Layer> {
         Entry::dir("bin"),
         Entry::file("bin/busybox", binary).mode(0o755),
         Entry::dir("etc"),
-        Entry::file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+        Entry::file(
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        ),
         Entry::file("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
         Entry::dir("root").mode(0o700),
         Entry::dir("tmp").mode(0o1777),
@@ -426,8 +430,10 @@ pub fn busybox_layer(applets: &[&str]) -> Result<Layer> {
 }
 
 /// The applets most tests need.
-pub const COMMON_APPLETS: [&str; 16] =
-    ["sh", "echo", "cat", "ls", "id", "env", "pwd", "true", "false", "sleep", "mkdir", "touch", "rm", "hostname", "ps", "mount"];
+pub const COMMON_APPLETS: [&str; 16] = [
+    "sh", "echo", "cat", "ls", "id", "env", "pwd", "true", "false", "sleep", "mkdir", "touch", "rm",
+    "hostname", "ps", "mount",
+];
 
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -289,23 +289,16 @@ impl<'a> Builder<'a> {
                 self.log(stage, &step.text, "");
                 return Ok(key.then(&["ARG", &text.join(" ")]));
             }
-            Instruction::Env(pairs) => {
+            Instruction::Env(pairs) | Instruction::Label(pairs) => {
+                let is_env = matches!(step.instruction, Instruction::Env(_));
                 let mut shown = Vec::new();
+                // Every value sees the variables as they were before this instruction.
                 for (k, v) in pairs {
                     let (k, v) = (x(k)?, x(v)?);
-                    state.set_env(&k, &v);
+                    if is_env { state.set_env(&k, &v) } else { state.set_label(&k, &v) }
                     shown.push(format!("{k}={v}"));
                 }
-                metadata(state, format!("ENV {}", shown.join(" ")));
-            }
-            Instruction::Label(pairs) => {
-                let mut shown = Vec::new();
-                for (k, v) in pairs {
-                    let (k, v) = (x(k)?, x(v)?);
-                    state.set_label(&k, &v);
-                    shown.push(format!("{k}={v}"));
-                }
-                metadata(state, format!("LABEL {}", shown.join(" ")));
+                metadata(state, format!("{} {}", if is_env { "ENV" } else { "LABEL" }, shown.join(" ")));
             }
             Instruction::Workdir(dir) => {
                 state.set_workdir(&x(dir)?);
