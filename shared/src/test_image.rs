@@ -408,8 +408,9 @@ impl BuiltIndex {
 pub const BUSYBOX: &str = "/bin/busybox";
 
 /// A layer with a small busybox userland: `/bin/busybox` (from the host's busybox-static), a
-/// symlink for each applet named, `/etc/passwd` and `/etc/group` with root and nobody, and
-/// `/tmp`. Tests and the demo run containers from it.
+/// symlink for each applet named, `/etc/passwd` and `/etc/group` (root, nobody, and an `app`
+/// user 1000 in the supplementary groups wheel and audio), `/tmp`, `/root`, `/home/app`,
+/// `/usr/bin`. Tests and the demo run containers from it.
 pub fn busybox_layer(applets: &[&str]) -> Result<Layer> {
     let binary = std::fs::read(BUSYBOX)
         .map_err(|e| anyhow::anyhow!("{BUSYBOX}: {e} (install busybox-static: scripts/setup)"))?;
@@ -419,11 +420,16 @@ pub fn busybox_layer(applets: &[&str]) -> Result<Layer> {
         Entry::dir("etc"),
         Entry::file(
             "etc/passwd",
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
+             app:x:1000:1000:app:/home/app:/bin/sh\n",
         ),
-        Entry::file("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
-        Entry::dir("root").mode(0o700),
+        Entry::file("etc/group", "root:x:0:\nwheel:x:10:app\napp:x:1000:\naudio:x:29:app\nnogroup:x:65534:\n"),
         Entry::dir("tmp").mode(0o1777),
+        Entry::dir("root").mode(0o700),
+        Entry::dir("home"),
+        Entry::dir("home/app").owner(1000, 1000),
+        Entry::dir("usr"),
+        Entry::dir("usr/bin"),
     ];
     entries.extend(applets.iter().map(|a| Entry::symlink(&format!("bin/{a}"), "busybox")));
     Ok(Layer::new(entries))

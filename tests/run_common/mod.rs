@@ -2,13 +2,12 @@
 //! it by umoci, and running img-run with a timeout.
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use img::layout::Layout;
-use img::test_image::{Compression, Entry, Layer, TestImage};
+use img::test_image::{Compression, Layer, TestImage};
 use img_e2e::{Store, bin};
 use serde_json::{Value, json};
 
@@ -19,30 +18,9 @@ pub const APPLETS: &[&str] = &[
     "tty", "wait",
 ];
 
-/// A layer with busybox and its applets, /etc/passwd and /etc/group.
+/// A layer with busybox and the applets these tests use.
 pub fn busybox_layer() -> Layer {
-    let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed (scripts/setup)");
-    let mut entries = vec![
-        Entry::dir("bin"),
-        Entry::file("bin/busybox", busybox).mode(0o755),
-        Entry::dir("etc"),
-        Entry::file(
-            "etc/passwd",
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000:app:/home/app:/bin/sh\n",
-        ),
-        Entry::file(
-            "etc/group",
-            "root:x:0:\nwheel:x:10:app\napp:x:1000:\naudio:x:29:app\nnogroup:x:65534:\n",
-        ),
-        Entry::dir("tmp").mode(0o1777),
-        Entry::dir("root").mode(0o700),
-        Entry::dir("home"),
-        Entry::dir("home/app").owner(1000, 1000),
-        Entry::dir("usr"),
-        Entry::dir("usr/bin"),
-    ];
-    entries.extend(APPLETS.iter().map(|a| Entry::symlink(&format!("bin/{a}"), "busybox")));
-    Layer::new(entries)
+    img::test_image::busybox_layer(APPLETS).expect("busybox-static is installed (scripts/setup)")
 }
 
 /// The busybox image with extra config (`Cmd`, `Env`, …) and extra layers.
@@ -137,37 +115,7 @@ pub fn edit_config(bundle: &Path, f: impl FnOnce(&mut Value)) {
 
 /// Runs a command with `input` on stdin, killing it after `limit`.
 pub fn run_timeout(cmd: &mut Command, input: &str, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.as_bytes().to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let pid = child.id() as i32;
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = done.clone();
-    let watchdog = std::thread::spawn(move || {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if flag.load(std::sync::atomic::Ordering::SeqCst) {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        true
-    });
-    let out = child.wait_with_output().unwrap();
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    assert!(!watchdog.join().unwrap(), "{cmd:?} timed out after {limit:?}");
-    writer.join().unwrap();
-    out
+    img_e2e::run_with_timeout(cmd, input, limit)
 }
 
 pub fn stdout(out: &Output) -> String {

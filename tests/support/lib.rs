@@ -9,6 +9,9 @@ pub mod tree;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -77,20 +80,43 @@ impl Store {
     }
 }
 
-/// Runs a command with `stdin` written to it and collects its output.
+/// Runs a command with `stdin` written to it and collects its output. A command still running
+/// after five minutes is killed and the test fails, so a hang cannot stall CI.
 pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
+    run_with_timeout(cmd, stdin, Duration::from_secs(300))
+}
+
+/// Like [`run_with_stdin`], killing the command (and failing) after `limit`.
+pub fn run_with_timeout(cmd: &mut Command, input: &str, limit: Duration) -> Output {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    let mut input = child.stdin.take().expect("piped stdin");
-    let data = stdin.as_bytes().to_vec();
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let data = input.as_bytes().to_vec();
     let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
+        let _ = stdin.write_all(&data);
+    });
+    let pid = child.id() as i32;
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let watchdog = std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if flag.load(Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        true
     });
     let out = child.wait_with_output().expect("waiting for the child");
+    done.store(true, Ordering::SeqCst);
+    assert!(!watchdog.join().expect("watchdog"), "{cmd:?} timed out after {limit:?}");
     writer.join().expect("stdin writer");
     out
 }
