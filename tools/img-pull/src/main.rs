@@ -1,10 +1,12 @@
 //! img-pull: registry → local OCI image layout.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
-use clap::Parser;
+use anyhow::Result;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use img::cli::{self, LayoutArg};
 use img::layout::Layout;
 use img::platform::Platform;
@@ -38,10 +40,13 @@ struct Args {
 fn main() -> ExitCode {
     cli::run("img-pull", || {
         let args = Args::parse();
-        let inputs = record::inputs(&args.images)?;
-        if inputs.is_empty() {
-            bail!("no image given: name references as arguments or JSON Lines on stdin");
+        if args.images.is_empty() && std::io::stdin().is_terminal() {
+            Args::command()
+                .error(ErrorKind::MissingRequiredArgument, "no image given: name references as arguments or JSON Lines on stdin")
+                .exit();
         }
+        // An empty pipeline (nothing selected upstream) has nothing to do.
+        let inputs = record::inputs(&args.images)?;
         let layout = Layout::open_or_create(store::choose_layout(args.layout.layout.as_deref(), None)?)?;
         let mut connections = Connections::new(args.registry.options()?);
         let options = PullOptions {

@@ -1,10 +1,12 @@
 //! img-push: local OCI image layout → registry.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use img::cli::{self, LayoutArg};
 use img::layout::Layout;
 use img::record::{self, ImageRecord, Input};
@@ -37,10 +39,13 @@ struct Args {
 fn main() -> ExitCode {
     cli::run("img-push", || {
         let args = Args::parse();
-        let inputs = record::inputs(&args.images)?;
-        if inputs.is_empty() {
-            bail!("no image given: name images as arguments or JSON Lines on stdin");
+        if args.images.is_empty() && std::io::stdin().is_terminal() {
+            Args::command()
+                .error(ErrorKind::MissingRequiredArgument, "no image given: name images as arguments or JSON Lines on stdin")
+                .exit();
         }
+        // An empty pipeline (nothing selected upstream) has nothing to do.
+        let inputs = record::inputs(&args.images)?;
         let to = args.to.as_deref().map(str::parse::<Reference>).transpose()?;
         if to.is_some() && inputs.len() > 1 {
             bail!("--to takes one image, but {} were given", inputs.len());
