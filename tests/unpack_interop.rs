@@ -31,9 +31,28 @@ fn assert_same(umoci: &tree::Tree, ours: &tree::Tree, ignore: Ignore) {
     assert!(diff.is_empty(), "umoci (first) and img-unpack (second) differ:\n{}", diff.join("\n"));
 }
 
+/// A layer with a directory entry for every parent its entries imply, so that no directory's
+/// mtime is the time of the unpack (which no two tools share).
+fn explicit(entries: impl IntoIterator<Item = Entry>) -> Layer {
+    let entries: Vec<Entry> = entries.into_iter().collect();
+    let declared: std::collections::BTreeSet<String> =
+        entries.iter().map(|e| e.path.trim_end_matches('/').to_string()).collect();
+    let mut parents = std::collections::BTreeSet::new();
+    for e in &entries {
+        let mut p = e.path.trim_end_matches('/');
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if !declared.contains(parent) {
+                parents.insert(parent.to_string());
+            }
+            p = parent;
+        }
+    }
+    Layer::new(parents.iter().map(|p| Entry::dir(p)).chain(entries))
+}
+
 fn edge_cases() -> TestImage {
     TestImage::new()
-        .layer(Layer::new([
+        .layer(explicit([
             Entry::dir("etc").mtime(1_600_000_000),
             Entry::file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
             Entry::file("etc/shadow", "secret").mode(0o640).owner(0, 42),
@@ -57,7 +76,7 @@ fn edge_cases() -> TestImage {
             Entry::file("opaque/sub/lower", "lower"),
             Entry::file("gone", "soon"),
         ]))
-        .layer(Layer::new([
+        .layer(explicit([
             Entry::whiteout("old/sub"),
             Entry::whiteout("gone"),
             Entry::opaque("opaque"),
@@ -166,4 +185,99 @@ fn the_bundle_has_config_and_rootfs() {
         serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["ociVersion"], img::bundle::OCI_VERSION);
     assert!(Path::new(&bundle.join("rootfs/f")).is_file());
+}
+
+/// Not root: both tools leave files to the user and keep the image's owners in the
+/// `user.rootlesscontainers` xattr; the trees must still be the same.
+#[test]
+fn the_rootless_tree_equals_umocis() {
+    let store = Store::new();
+    let layout = Layout::open_or_create(store.layout()).unwrap();
+    let image = TestImage::new()
+        .layer(explicit([
+            Entry::file("owned", "o").owner(1000, 1001),
+            Entry::file("group-only", "g").owner(0, 42),
+            Entry::dir("home/user").owner(1000, 1000).mode(0o750),
+            Entry::file("usr/bin/passwd", "suid").mode(0o4755),
+            Entry::symlink("link", "owned").owner(1000, 1000),
+            Entry::fifo("fifo").owner(5, 5),
+            Entry::file("gz", "gz"),
+            Entry::hardlink("gunzip", "gz"),
+            Entry::file("old/a", "a"),
+        ]))
+        .layer(explicit([Entry::whiteout("old/a"), Entry::file("new", "n").owner(7, 7)]));
+    image.build().write_to(&layout, Some("rootless")).unwrap();
+    chown_tree(store.path(), 65534);
+    let nobody = |program: &Path, args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(program)
+            .args(args)
+            .env("IMG_ROOT", store.path())
+            .output()
+            .unwrap();
+        assert_success(&out, &format!("{} as nobody", program.display()));
+    };
+    require("umoci");
+    let umoci = store.path().join("umoci");
+    let image_arg = format!("{}:rootless", store.layout().display());
+    nobody(Path::new("umoci"), &["unpack", "--rootless", "--image", &image_arg, umoci.to_str().unwrap()]);
+    let ours = store.path().join("ours");
+    nobody(&img_e2e::bin("img-unpack"), &["--bundle", ours.to_str().unwrap(), "rootless"]);
+    let (umoci, ours) = (tree::snapshot(&umoci.join("rootfs")), tree::snapshot(&ours.join("rootfs")));
+    assert_eq!(ours["owned"].uid, 65534);
+    assert!(ours["owned"].xattrs.contains_key("user.rootlesscontainers"));
+    assert_same(&umoci, &ours, Ignore::default());
+}
+
+fn chown_tree(path: &Path, id: u32) {
+    std::os::unix::fs::lchown(path, Some(id), Some(id)).unwrap();
+    if fs::symlink_metadata(path).unwrap().is_dir() {
+        for e in fs::read_dir(path).unwrap() {
+            chown_tree(&e.unwrap().path(), id);
+        }
+    }
+}
+
+/// Unpacked by an unprivileged user, the bundle is a rootless one that runc, run by that same
+/// user, runs unchanged.
+#[test]
+fn runc_runs_a_rootless_bundle() {
+    require("runc");
+    let store = Store::new();
+    let layout = Layout::open_or_create(store.layout()).unwrap();
+    TestImage::new()
+        .layer(test_image::busybox_layer(&test_image::COMMON_APPLETS).unwrap())
+        .run_config("Cmd", json!(["sh", "-c", "echo rootless $(id -u) $(cat /owner)"]))
+        .layer(Layer::new([Entry::file("owner", "file").owner(1000, 1000)]))
+        .build()
+        .write_to(&layout, Some("rl"))
+        .unwrap();
+    chown_tree(store.path(), 65534);
+    let bundle = store.path().join("bundle");
+    let as_nobody = |program: &Path| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(program)
+            .env("IMG_ROOT", store.path());
+        cmd
+    };
+    let out = as_nobody(&img_e2e::bin("img-unpack"))
+        .args(["--bundle", bundle.to_str().unwrap(), "rl"])
+        .output()
+        .unwrap();
+    assert_success(&out, "img-unpack as nobody");
+    let state = store.path().join("runc-state");
+    let id = format!("img-unpack-rootless-{}", std::process::id());
+    let run = as_nobody(Path::new("runc"))
+        .arg("--root")
+        .arg(&state)
+        .args(["run", "--bundle", bundle.to_str().unwrap(), &id])
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let _ = as_nobody(Path::new("runc")).arg("--root").arg(&state).args(["delete", "--force", &id]).output();
+    assert_success(&run, "runc run as nobody");
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "rootless 0 file\n");
 }

@@ -493,25 +493,8 @@ fn rootless_unpack_keeps_owners_in_an_xattr() {
         .build()
         .write_to(&layout, Some("test:1"))
         .unwrap();
-    chmod_tree(store.path(), 0o755);
-    let work = store.path().join("work");
-    fs::create_dir(&work).unwrap();
-    std::os::unix::fs::chown(&work, Some(65534), Some(65534)).unwrap();
-    let dest = work.join("rootfs");
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(img_e2e::bin("img-unpack"))
-        .args([
-            "--layout",
-            store.layout().to_str().unwrap(),
-            "--rootfs-only",
-            "--bundle",
-            dest.to_str().unwrap(),
-        ])
-        .arg("test:1")
-        .env("IMG_ROOT", &work)
-        .output()
-        .unwrap();
+    let dest = store.path().join("work/rootfs");
+    let out = unpack_as_nobody(&store, &["--rootfs-only", "--bundle", dest.to_str().unwrap(), "test:1"]);
     assert_success(&out, "img-unpack as nobody");
     let err = stderr(&out);
     assert_eq!(err.matches("device").count(), 1, "one warning about devices: {err}");
@@ -521,8 +504,42 @@ fn rootless_unpack_keeps_owners_in_an_xattr() {
     assert_eq!(t["owned"].xattrs["user.rootlesscontainers"], img::layer::apply::rootless_owner(1000, 1001));
     assert!(!t["root-owned"].xattrs.contains_key("user.rootlesscontainers"));
     assert_eq!((t["ro"].mode, t["ro/inside"].mode), (0o555, 0o400));
-    // The temp dirs a rootless unpack leaves read-only must still be removable by the user.
+    // The rootfs belongs to the user who unpacked it.
     assert_eq!(fs::metadata(&dest).unwrap().uid(), 65534);
+}
+
+/// Runs img-unpack as nobody, with a work directory (`<store>/work`) that nobody owns.
+fn unpack_as_nobody(store: &Store, args: &[&str]) -> Output {
+    chmod_tree(store.path(), 0o755);
+    let work = store.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    std::os::unix::fs::chown(&work, Some(65534), Some(65534)).unwrap();
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(img_e2e::bin("img-unpack"))
+        .args(["--layout", store.layout().to_str().unwrap()])
+        .args(args)
+        .env("IMG_ROOT", &work)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_rootless_failure_leaves_nothing_either() {
+    let store = Store::new();
+    let layout = Layout::open_or_create(store.layout()).unwrap();
+    TestImage::new()
+        .layer(Layer::new([Entry::dir("ro").mode(0o555), Entry::file("ro/f", "f").mode(0o400)]))
+        .run_config("User", json!("ghost"))
+        .build()
+        .write_to(&layout, Some("test:1"))
+        .unwrap();
+    let dest = store.path().join("work/bundle");
+    let out = unpack_as_nobody(&store, &["--bundle", dest.to_str().unwrap(), "test:1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("\"ghost\" is not in the image's /etc/passwd"), "{}", stderr(&out));
+    let left: Vec<_> = fs::read_dir(store.path().join("work")).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 fn chmod_tree(path: &Path, mode: u32) {
@@ -535,5 +552,38 @@ fn chmod_tree(path: &Path, mode: u32) {
         }
     } else if md.is_file() {
         fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+}
+
+#[test]
+fn platform_picks_from_an_index_and_errors_are_one_line() {
+    let store = Store::new();
+    let layout = Layout::open_or_create(store.layout()).unwrap();
+    let amd =
+        TestImage::new().platform("linux/amd64").layer(Layer::new([Entry::file("arch", "amd64")])).build();
+    let arm =
+        TestImage::new().platform("linux/arm64").layer(Layer::new([Entry::file("arch", "arm64")])).build();
+    img::test_image::BuiltIndex::new(vec![amd, arm.clone()], false)
+        .write_to(&layout, Some("multi:1"))
+        .unwrap();
+    let dest = store.path().join("arm");
+    let args = ["--rootfs-only", "--platform", "linux/arm64", "--bundle", dest.to_str().unwrap(), "multi:1"];
+    let records = store.records("img-unpack", &args, "");
+    assert_eq!(records[0]["image"]["platform"], "linux/arm64");
+    assert_eq!(records[0]["image"]["manifest"], json!(arm.manifest.descriptor.digest));
+    assert_eq!(records[0]["bundle"], Value::Null);
+    assert_eq!(fs::read(dest.join("arch")).unwrap(), b"arm64");
+
+    for (args, message) in [
+        (vec!["--platform", "linux/s390x", "multi:1"], "no image for linux/s390x"),
+        (vec!["nope:1"], "no such image"),
+        (vec![], "no image given"),
+    ] {
+        let out = store.run("img-unpack", &args, "");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.starts_with("img-unpack: ") && err.contains(message), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(out.stdout.is_empty());
     }
 }

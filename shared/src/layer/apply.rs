@@ -127,6 +127,7 @@ enum Target<'a> {
 }
 
 impl Applier {
+    /// An applier writing into `root`, an existing directory (usually empty).
     pub fn new(root: &Path, opts: Options) -> Result<Applier> {
         let root = Root::open(root).with_context(|| format!("opening {}", root.display()))?;
         Ok(Applier {
@@ -208,7 +209,7 @@ impl Applier {
                 bail!("a {kind:?} entry cannot replace the root directory");
             }
             let fd = self.root.open_at(b"", OFlags::RDONLY | OFlags::DIRECTORY)?;
-            self.set_owner_and_xattrs(Target::Fd(fd.as_fd()), &meta, true)?;
+            self.set_owner_and_xattrs(Target::Fd(fd.as_fd()), &meta)?;
             self.dirs.insert(Vec::new(), DirMeta { mode: meta.mode, mtime: meta.mtime });
             return Ok(0);
         }
@@ -426,7 +427,7 @@ impl Applier {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        self.set_owner_and_xattrs(Target::Fd(fd.as_fd()), meta, true)?;
+        self.set_owner_and_xattrs(Target::Fd(fd.as_fd()), meta)?;
         self.dirs.insert(path.to_vec(), DirMeta { mode: meta.mode, mtime: meta.mtime });
         Ok(())
     }
@@ -587,7 +588,7 @@ impl Applier {
 
     /// Owner, xattrs, mode (unless a directory: see `finish`) and time.
     fn set_metadata(&mut self, target: Target<'_>, meta: &Meta, chmod: bool) -> Result<()> {
-        self.set_owner_and_xattrs(reborrow(&target), meta, false)?;
+        self.set_owner_and_xattrs(reborrow(&target), meta)?;
         let mode = Mode::from_raw_mode(meta.mode);
         let t = times(meta.mtime);
         match target {
@@ -608,7 +609,7 @@ impl Applier {
         Ok(())
     }
 
-    fn set_owner_and_xattrs(&mut self, target: Target<'_>, meta: &Meta, _dir: bool) -> Result<()> {
+    fn set_owner_and_xattrs(&mut self, target: Target<'_>, meta: &Meta) -> Result<()> {
         let is_symlink = match &target {
             Target::At(dir, name) => rustix::fs::statat(*dir, *name, AtFlags::SYMLINK_NOFOLLOW)
                 .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink),
@@ -771,19 +772,23 @@ fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
     Some(Timespec { tv_sec, tv_nsec })
 }
 
-/// umoci's `user.rootlesscontainers` value: a protobuf message `{uint32 uid = 1; uint32 gid = 2;}`.
+/// umoci's `user.rootlesscontainers` value: a protobuf message `{uint32 uid = 1; uint32 gid = 2;}`
+/// where 0 (which proto3 cannot tell from unset) is written as the "noop" id 0xffffffff, and
+/// root:root is no xattr at all.
 pub fn rootless_owner(uid: u64, gid: u64) -> Vec<u8> {
+    const NOOP_ID: u64 = 0xffff_ffff;
     let mut out = Vec::new();
+    if (uid, gid) == (0, 0) {
+        return out;
+    }
     for (tag, v) in [(0x08u8, uid), (0x10u8, gid)] {
-        if v != 0 {
-            out.push(tag);
-            let mut v = v;
-            while v >= 0x80 {
-                out.push((v as u8) | 0x80);
-                v >>= 7;
-            }
-            out.push(v as u8);
+        out.push(tag);
+        let mut v = if v == 0 { NOOP_ID } else { v };
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
         }
+        out.push(v as u8);
     }
     out
 }
@@ -852,8 +857,8 @@ mod tests {
     #[test]
     fn encodes_rootless_owners_as_umoci_does() {
         assert_eq!(rootless_owner(0, 0), b"");
-        assert_eq!(rootless_owner(1000, 0), [0x08, 0xe8, 0x07]);
-        assert_eq!(rootless_owner(0, 5), [0x10, 0x05]);
+        assert_eq!(rootless_owner(1000, 0), [0x08, 0xe8, 0x07, 0x10, 0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert_eq!(rootless_owner(0, 42), [0x08, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x10, 42]);
     }
 
     #[test]

@@ -101,12 +101,17 @@ fn unpack(args: &Args, input: &Input) -> Result<Value> {
         Options { whiteouts: Whiteouts::Delete, owners: Owners::for_current_user() },
     )?;
     layer::unpack::apply_layers(&layout, &image.manifest.layers, &diff_ids, &mut applier)?;
-    applier.finish()?;
-
-    if !args.rootfs_only {
+    // The config is made before directories get their final modes, so that a failure here
+    // (say, a user missing from /etc/passwd) leaves a tree a rootless user can still remove.
+    let config = if args.rootfs_only {
+        None
+    } else {
         let opts =
             bundle::Options { rootless: Owners::for_current_user() == Owners::Rootless, hostname: None };
-        let config = bundle::runtime_config(&image.config, &image.manifest, &tmp_rootfs, &opts)?;
+        Some(bundle::runtime_config(&image.config, &image.manifest, &tmp_rootfs, &opts)?)
+    };
+    applier.finish()?;
+    if let Some(config) = config {
         bundle::write(tmp.path(), &config)?;
         let marker = json!({"manifest": image.manifest_descriptor.digest, "image": output["image"]});
         fs::write(tmp.path().join(MARKER), serde_json::to_vec(&marker)?)?;
