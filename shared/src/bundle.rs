@@ -17,45 +17,10 @@ use crate::layer::root::Root;
 /// The runtime spec version written.
 pub const OCI_VERSION: &str = "1.0.2";
 
-/// The `PATH` a container gets when its image sets none (docker's).
-pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Docker's default capability set.
-pub const DEFAULT_CAPABILITIES: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
-/// Paths docker hides from containers.
-pub const MASKED_PATHS: [&str; 11] = [
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-
-/// Paths docker makes read-only in containers.
-pub const READONLY_PATHS: [&str; 5] =
-    ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+// One list of docker's defaults for both runtimes: what we write for runc and what img-run uses.
+pub use crate::runtime::capabilities::DOCKER_DEFAULT as DEFAULT_CAPABILITIES;
+pub use crate::runtime::options::DEFAULT_PATH;
+pub use crate::runtime::spec::{MASKED_PATHS, READONLY_PATHS};
 
 /// How the bundle is meant to run.
 #[derive(Clone, Debug, Default)]
@@ -74,7 +39,8 @@ pub struct User {
     pub gid: u32,
     pub additional_gids: Vec<u32>,
     /// From /etc/passwd, for `HOME`.
-    pub home: Option<String>,
+    /// From /etc/passwd, else `/`.
+    pub home: String,
 }
 
 /// The runtime `config.json` for an image whose rootfs is at `rootfs` (read for /etc/passwd
@@ -99,7 +65,7 @@ pub fn runtime_config(
         env.insert(0, DEFAULT_PATH.into());
     }
     if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user.home.as_deref().unwrap_or("/")));
+        env.push(format!("HOME={}", user.home));
     }
     let cwd = run.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
@@ -213,45 +179,13 @@ fn annotations(config: &ImageConfig, manifest: &Manifest) -> BTreeMap<String, St
     out
 }
 
-/// Resolves docker's `user[:group]` (names or numbers; empty means root) through the rootfs'
-/// /etc/passwd and /etc/group. Supplementary groups are the groups listing the user, when no
-/// group is given (as docker and runc do).
+/// Resolves docker's `user[:group]` through the rootfs' /etc/passwd and /etc/group, with the
+/// same rules img-run applies inside the container.
 pub fn resolve_user(spec: &str, rootfs: &Root) -> Result<User> {
-    let (user_part, group_part) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let user_part = if user_part.is_empty() { "0" } else { user_part };
     let passwd = read_text(rootfs, "/etc/passwd")?;
     let group = read_text(rootfs, "/etc/group")?;
-
-    let entry = passwd_entries(&passwd).find(|e| e.name == user_part || e.uid.to_string() == user_part);
-    let mut user = match (&entry, user_part.parse::<u32>()) {
-        (Some(e), _) => {
-            User { uid: e.uid, gid: e.gid, additional_gids: Vec::new(), home: Some(e.home.to_string()) }
-        }
-        (None, Ok(uid)) => User { uid, gid: 0, additional_gids: Vec::new(), home: None },
-        (None, Err(_)) => bail!("user {user_part:?} is not in the image's /etc/passwd"),
-    };
-    match group_part.filter(|g| !g.is_empty()) {
-        Some(g) => {
-            user.gid = match group_entries(&group).find(|e| e.name == g || e.gid.to_string() == g) {
-                Some(e) => e.gid,
-                None => {
-                    g.parse().map_err(|_| anyhow::anyhow!("group {g:?} is not in the image's /etc/group"))?
-                }
-            };
-        }
-        None => {
-            if let Some(e) = &entry {
-                let mut gids: Vec<u32> =
-                    group_entries(&group).filter(|g| g.members.contains(&e.name)).map(|g| g.gid).collect();
-                gids.dedup();
-                user.additional_gids = gids;
-            }
-        }
-    }
-    Ok(user)
+    let u = crate::runtime::user::resolve(spec, &passwd, &group)?;
+    Ok(User { uid: u.uid, gid: u.gid, additional_gids: u.groups, home: u.home })
 }
 
 fn read_text(rootfs: &Root, path: &str) -> Result<String> {
@@ -260,42 +194,6 @@ fn read_text(rootfs: &Root, path: &str) -> Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
         Err(e) => Err(e).with_context(|| format!("reading the image's {path}")),
     }
-}
-
-struct PasswdEntry<'a> {
-    name: &'a str,
-    uid: u32,
-    gid: u32,
-    home: &'a str,
-}
-
-fn passwd_entries(text: &str) -> impl Iterator<Item = PasswdEntry<'_>> {
-    text.lines().filter(|l| !l.starts_with('#')).filter_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        Some(PasswdEntry {
-            name: f.first()?,
-            uid: f.get(2)?.parse().ok()?,
-            gid: f.get(3)?.parse().ok()?,
-            home: f.get(5).copied().unwrap_or("/"),
-        })
-    })
-}
-
-struct GroupEntry<'a> {
-    name: &'a str,
-    gid: u32,
-    members: Vec<&'a str>,
-}
-
-fn group_entries(text: &str) -> impl Iterator<Item = GroupEntry<'_>> {
-    text.lines().filter(|l| !l.starts_with('#')).filter_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        Some(GroupEntry {
-            name: f.first()?,
-            gid: f.get(2)?.parse().ok()?,
-            members: f.get(3).map(|m| m.split(',').filter(|s| !s.is_empty()).collect()).unwrap_or_default(),
-        })
-    })
 }
 
 #[cfg(test)]
@@ -324,13 +222,13 @@ mod tests {
         let (_dir, root) = rootfs();
         let app = resolve_user("app", &root).unwrap();
         assert_eq!((app.uid, app.gid, app.additional_gids.clone()), (1000, 1000, vec![10, 29]));
-        assert_eq!(app.home.as_deref(), Some("/home/app"));
+        assert_eq!(app.home, "/home/app");
         assert_eq!(resolve_user("1000", &root).unwrap(), app);
         let explicit = resolve_user("app:wheel", &root).unwrap();
         assert_eq!((explicit.gid, explicit.additional_gids.len()), (10, 0));
         assert_eq!(resolve_user("", &root).unwrap().additional_gids, vec![10]);
         let numeric = resolve_user("4242:77", &root).unwrap();
-        assert_eq!((numeric.uid, numeric.gid, numeric.home), (4242, 77, None));
+        assert_eq!((numeric.uid, numeric.gid, numeric.home.as_str()), (4242, 77, "/"));
         assert!(resolve_user("nobody", &root).is_err());
         assert!(resolve_user("app:nogroup", &root).is_err());
     }

@@ -423,7 +423,10 @@ pub fn busybox_layer(applets: &[&str]) -> Result<Layer> {
             "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
              app:x:1000:1000:app:/home/app:/bin/sh\n",
         ),
-        Entry::file("etc/group", "root:x:0:\nwheel:x:10:app\napp:x:1000:\naudio:x:29:app\nnogroup:x:65534:\n"),
+        Entry::file(
+            "etc/group",
+            "root:x:0:\nwheel:x:10:app\napp:x:1000:\naudio:x:29:app\nnogroup:x:65534:\n",
+        ),
         Entry::dir("tmp").mode(0o1777),
         Entry::dir("root").mode(0o700),
         Entry::dir("home"),

@@ -10,6 +10,26 @@ use serde::{Deserialize, Serialize};
 
 use super::capabilities;
 
+/// Paths docker hides from containers.
+pub const MASKED_PATHS: [&str; 12] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths docker makes read-only in containers.
+pub const READONLY_PATHS: [&str; 5] =
+    ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Spec {
@@ -276,27 +296,8 @@ impl Spec {
                     .iter()
                     .map(|k| Namespace { kind: k.to_string(), path: None })
                     .collect(),
-                masked_paths: [
-                    "/proc/asound",
-                    "/proc/acpi",
-                    "/proc/interrupts",
-                    "/proc/kcore",
-                    "/proc/keys",
-                    "/proc/latency_stats",
-                    "/proc/timer_list",
-                    "/proc/timer_stats",
-                    "/proc/sched_debug",
-                    "/proc/scsi",
-                    "/sys/firmware",
-                    "/sys/devices/virtual/powercap",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-                readonly_paths: ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                masked_paths: MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
+                readonly_paths: READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
                 ..Linux::default()
             },
         }

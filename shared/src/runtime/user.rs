@@ -7,7 +7,8 @@ use anyhow::{Result, bail};
 pub struct ExecUser {
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups: the groups that list the user by name, when no group was given.
+    /// Supplementary groups: the groups that list the user (found by name or uid in
+    /// /etc/passwd), when no group was given.
     pub groups: Vec<u32>,
     /// The home directory from /etc/passwd, else `/`.
     pub home: String,
@@ -68,6 +69,7 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<ExecUser> {
             if let Some(e) = passwd_entries(passwd).find(|e| e.uid == uid) {
                 out.gid = e.gid;
                 out.home = e.home.to_string();
+                matched_name = Some(e.name.to_string());
             }
         }
         None => match passwd_entries(passwd).find(|e| e.name == user_part) {
@@ -120,7 +122,8 @@ mod tests {
         let explicit = resolve("app:wheel", PASSWD, GROUP).unwrap();
         assert_eq!((explicit.gid, explicit.groups.len()), (10, 0));
         let num = resolve("1000", PASSWD, GROUP).unwrap();
-        assert_eq!((num.uid, num.gid, num.groups.len()), (1000, 1001, 0));
+        // As runc: a uid found in /etc/passwd brings that user's supplementary groups.
+        assert_eq!((num.uid, num.gid, num.groups.len()), (1000, 1001, 2));
         let unknown = resolve("4242:77", PASSWD, GROUP).unwrap();
         assert_eq!((unknown.uid, unknown.gid, unknown.home.as_str()), (4242, 77, "/"));
         assert_eq!(resolve("", PASSWD, GROUP).unwrap().home, "/root");

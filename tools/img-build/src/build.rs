@@ -295,7 +295,11 @@ impl<'a> Builder<'a> {
                 // Every value sees the variables as they were before this instruction.
                 for (k, v) in pairs {
                     let (k, v) = (x(k)?, x(v)?);
-                    if is_env { state.set_env(&k, &v) } else { state.set_label(&k, &v) }
+                    if is_env {
+                        state.set_env(&k, &v)
+                    } else {
+                        state.set_label(&k, &v)
+                    }
                     shown.push(format!("{k}={v}"));
                 }
                 metadata(state, format!("{} {}", if is_env { "ENV" } else { "LABEL" }, shown.join(" ")));

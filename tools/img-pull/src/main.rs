@@ -42,7 +42,10 @@ fn main() -> ExitCode {
         let args = Args::parse();
         if args.images.is_empty() && std::io::stdin().is_terminal() {
             Args::command()
-                .error(ErrorKind::MissingRequiredArgument, "no image given: name references as arguments or JSON Lines on stdin")
+                .error(
+                    ErrorKind::MissingRequiredArgument,
+                    "no image given: name references as arguments or JSON Lines on stdin",
+                )
                 .exit();
         }
         // An empty pipeline (nothing selected upstream) has nothing to do.
