@@ -261,28 +261,28 @@ fn is_opaque(path: &Path) -> bool {
         .any(|n| get_xattr(path, n).ok().flatten().is_some_and(|v| v == b"y"))
 }
 
-fn c_path(path: &Path) -> Result<std::ffi::CString> {
-    std::ffi::CString::new(path.as_os_str().as_bytes()).context("path with a NUL byte")
+/// Calls `fill` with a buffer that grows until the value fits (ERANGE means too small).
+/// `Ok(None)` when the attribute or xattrs as a whole are not there.
+fn read_growing(mut fill: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        match fill(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(rustix::io::Errno::RANGE) => buf.resize(buf.len() * 4, 0),
+            Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn list_xattrs(path: &Path) -> Result<Vec<String>> {
-    let p = c_path(path)?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: p is a valid C string and buf is writable for buf.len() bytes.
-        let n = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            break;
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            Some(libc::ENOTSUP) => return Ok(Vec::new()),
-            _ => return Err(err).with_context(|| format!("listing xattrs of {}", path.display())),
-        }
-    }
-    Ok(buf
+    let names = read_growing(|buf| rustix::fs::llistxattr(path, buf))
+        .with_context(|| format!("listing xattrs of {}", path.display()))?
+        .unwrap_or_default();
+    Ok(names
         .split(|b| *b == 0)
         .filter(|n| !n.is_empty())
         .map(|n| String::from_utf8_lossy(n).into_owned())
@@ -290,23 +290,8 @@ fn list_xattrs(path: &Path) -> Result<Vec<String>> {
 }
 
 fn get_xattr(path: &Path, name: &str) -> Result<Option<Vec<u8>>> {
-    let p = c_path(path)?;
-    let n = std::ffi::CString::new(name)?;
-    let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: p and n are valid C strings and buf is writable for buf.len() bytes.
-        let len = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if len >= 0 {
-            buf.truncate(len as usize);
-            return Ok(Some(buf));
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
-            _ => return Err(err).with_context(|| format!("reading xattr {name} of {}", path.display())),
-        }
-    }
+    read_growing(|buf| rustix::fs::lgetxattr(path, name, buf))
+        .with_context(|| format!("reading xattr {name} of {}", path.display()))
 }
 
 #[cfg(test)]
@@ -414,6 +399,10 @@ mod tests {
                 store_layer(&layout, dir.path(), compression, &Options { clamp_mtime: Some(0) }).unwrap();
             assert_eq!(again, stored, "reproducible");
         }
+    }
+
+    fn c_path(path: &Path) -> Result<std::ffi::CString> {
+        std::ffi::CString::new(path.as_os_str().as_bytes()).context("path with a NUL byte")
     }
 
     fn nix_is_root() -> bool {
