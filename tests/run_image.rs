@@ -85,10 +85,10 @@ fn rootless_image_run_uses_an_unpacked_copy() {
 
 #[test]
 fn sigterm_while_preparing_cleans_up_and_stops() {
-    use std::io::Read;
-    let mut big = vec![0u8; 16 << 20];
-    std::fs::File::open("/dev/urandom").unwrap().read_exact(&mut big).unwrap();
-    let env = Env::with_image(busybox_image(&[], vec![Layer::new([Entry::file("big", big)])]));
+    // Thousands of files make preparing (extracting the snapshot) take far longer than the
+    // 50 ms before the signal, on any machine.
+    let files: Vec<Entry> = (0..20_000).map(|i| Entry::file(&format!("many/{i}"), "x")).collect();
+    let env = Env::with_image(busybox_image(&[], vec![Layer::new(files)]));
     let child = env
         .store
         .command("img-run")
@@ -105,4 +105,39 @@ fn sigterm_while_preparing_cleans_up_and_stops() {
     assert_eq!(code(&out), 143, "{}", img_e2e::stderr(&out));
     let containers = env.store.path().join("containers");
     assert!(!containers.exists() || std::fs::read_dir(&containers).unwrap().count() == 0);
+}
+
+#[test]
+fn an_image_only_in_a_registry_is_pulled_as_docker_run_does() {
+    let registry = img_e2e::registry::Registry::anonymous();
+    let source = img_e2e::Store::new();
+    let layout = Layout::open_or_create(source.layout()).unwrap();
+    busybox_image(&[("Cmd", serde_json::json!(["echo", "pulled and ran"]))], vec![])
+        .build()
+        .write_to(&layout, Some("localhost/remote:1"))
+        .unwrap();
+    let remote = format!("{}/remote:1", registry.host());
+    img_e2e::peer(
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:localhost/remote:1", source.layout().display()),
+            &format!("docker://{remote}"),
+        ],
+    );
+
+    let store = img_e2e::Store::new();
+    let never = store.run("img-run", &["--pull", "never", &remote], "");
+    assert_eq!(never.status.code(), Some(125), "--pull never does not fetch");
+    let err = img_e2e::stderr(&never);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("not an OCI image layout") || err.contains("no such image"), "{err}");
+    let out = store.run("img-run", &[&remote], "");
+    img_e2e::assert_success(&out, "img-run of a remote image");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pulled and ran\n");
+    let listed = store.records("img-ls", &["--json"], "");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["ref"], remote.as_str());
 }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::progress::Progress;
-use super::{Registry, Repository, copy_body, header, status_error};
+use super::progress::{Progress, Silent};
+use super::{Connections, Registry, Repository, copy_body, header, status_error};
 use crate::digest::Digest;
 use crate::document::{self, Descriptor};
 use crate::layout::Layout;
@@ -102,6 +102,42 @@ fn document(repo: &Repository, layout: &Layout, digest: &Digest, media_type: &st
     }
     let m = repo.get_manifest(&digest.to_string())?;
     Ok(Doc { descriptor: Descriptor::new(&m.media_type, m.digest, m.bytes.len() as u64), bytes: m.bytes })
+}
+
+/// When a tool that needs an image pulls it: docker's `--pull` policies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Policy {
+    /// Pull only what the layout does not have.
+    #[default]
+    Missing,
+    /// Pull every time (a tag may have moved).
+    Always,
+    /// Never pull: a missing image is an error.
+    Never,
+}
+
+/// Makes sure the image `name` (for `platform`) is in the layout, pulling it as `policy` says.
+/// A digest without a name cannot be pulled and is left to the caller's lookup.
+pub fn ensure(
+    layout: &Layout,
+    name: &str,
+    platform: Option<&Platform>,
+    policy: Policy,
+    connections: &mut Connections,
+) -> Result<()> {
+    let wanted = match policy {
+        Policy::Never => false,
+        Policy::Always => true,
+        Policy::Missing => crate::resolve::image(layout, name, platform).is_err(),
+    };
+    if !wanted || name.parse::<Digest>().is_ok() {
+        return Ok(());
+    }
+    let reference: Reference = name.parse()?;
+    let registry = connections.get(reference.registry())?;
+    let options = PullOptions { platform: platform.cloned(), ..PullOptions::default() };
+    pull(&registry, layout, &reference, &options, &Silent).with_context(|| format!("pulling {reference}"))?;
+    Ok(())
 }
 
 /// Pulls one image into the layout and points `reference` (its full normalised form) at it.

@@ -17,8 +17,7 @@ use img::media_type;
 use img::platform::Platform;
 use img::reference::Reference;
 use img::registry::Connections;
-use img::registry::progress::Silent;
-use img::registry::pull::{self, PullOptions};
+use img::registry::pull;
 use img::resolve;
 use img::runtime::spec::Mount as RuntimeMount;
 use img::snapshot::{self, Snapshots};
@@ -218,15 +217,9 @@ impl<'a> Builder<'a> {
 
     /// A base image from the layout, pulled first if it is not there (or with `--pull`).
     fn base_image(&mut self, name: &str, platform: &Platform) -> Result<(ImageState, Digest)> {
-        let reference: Reference = name.parse()?;
-        let wanted = reference.to_string();
-        let present = resolve::image(self.layout, &wanted, Some(platform)).is_ok();
-        if self.options.pull || !present {
-            let registry = self.connections.get(reference.registry())?;
-            let opts = PullOptions { platform: Some(platform.clone()), ..PullOptions::default() };
-            pull::pull(&registry, self.layout, &reference, &opts, &Silent)
-                .with_context(|| format!("pulling {wanted}"))?;
-        }
+        let wanted = name.parse::<Reference>()?.to_string();
+        let policy = if self.options.pull { pull::Policy::Always } else { pull::Policy::Missing };
+        pull::ensure(self.layout, &wanted, Some(platform), policy, &mut self.connections)?;
         let image = resolve::image(self.layout, &wanted, Some(platform))?;
         let diff_ids = image.config.rootfs.as_ref().map(|r| r.diff_ids.clone()).unwrap_or_default();
         if diff_ids.len() != image.manifest.layers.len() {

@@ -11,6 +11,7 @@ use img::cli::{self, LayoutArg};
 use img::layout::Layout;
 use img::platform::Platform;
 use img::record;
+use img::registry::{self, Connections, pull};
 use img::runtime::options::{self, RunOptions};
 use img::runtime::{self, Container, Outcome, Rootfs, Spec};
 use img::{resolve, snapshot, store};
@@ -83,6 +84,9 @@ struct Args {
     /// The platform to choose from a multi-platform image (os/arch[/variant])
     #[arg(long, value_name = "PLATFORM")]
     platform: Option<String>,
+    /// When to pull the image from its registry: missing (not in the layout), always, never
+    #[arg(long, value_enum, default_value_t = pull::Policy::Missing, value_name = "POLICY")]
+    pull: pull::Policy,
     /// The container's name (default: a random id)
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -238,6 +242,20 @@ fn run(args: Args) -> Result<i32> {
         }
         Target::Image { name, layout } => {
             let layout = store::choose_layout(args.layout.layout.as_deref(), layout.as_deref())?;
+            // As `docker run`: an image the layout lacks is pulled first (before signals are
+            // held, so a long pull can still be interrupted).
+            if args.pull != pull::Policy::Never {
+                let platform: Option<Platform> =
+                    args.platform.as_deref().map(str::parse).transpose().context("--platform")?;
+                let mut connections = Connections::new(registry::Options::default().with_env());
+                pull::ensure(
+                    &Layout::open_or_create(&layout)?,
+                    &name,
+                    platform.as_ref(),
+                    args.pull,
+                    &mut connections,
+                )?;
+            }
             run_image(&args, &opts, id, &name, &layout)
         }
     }
