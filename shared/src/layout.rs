@@ -235,6 +235,14 @@ impl Layout {
         let _lock = self.lock_index()?;
         let mut index = self.read_index()?;
         let result = change(&mut index)?;
+        // Blob renames must be durable before an index.json that names them is: one directory
+        // sync here covers every blob written since the last update.
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            let dir = self.root.join("blobs").join(alg.name());
+            if dir.is_dir() {
+                sync_dir(&dir);
+            }
+        }
         self.write_atomically(&self.index_path(), &index.to_bytes())?;
         Ok(result)
     }
@@ -324,8 +332,7 @@ impl BlobWriter {
         tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644))?;
         tmp.as_file().sync_all()?;
         tmp.persist(&path).map_err(|e| anyhow!("storing blob {digest}: {}", e.error))?;
-        // The rename must be durable before an index.json that names the blob can be.
-        sync_dir(path.parent().expect("blob paths have a parent"));
+        // The rename is made durable by `update_index`, before any index.json can name it.
         Ok((digest, size))
     }
 }
