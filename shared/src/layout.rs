@@ -70,8 +70,11 @@ impl Layout {
             return Layout::open(&root);
         }
         // What a layout being created (now, by another process, or by one that was killed)
-        // holds before its oci-layout file appears; anything else is someone else's directory.
-        let ours = |name: &std::ffi::OsStr| [PRIVATE_DIR, "blobs", INDEX_FILE].iter().any(|n| name == *n);
+        // holds; anything else is someone else's directory. `oci-layout` is on the list because
+        // another creator may finish between our two looks (it is checked again under the lock).
+        let ours = |name: &std::ffi::OsStr| {
+            [PRIVATE_DIR, "blobs", INDEX_FILE, LAYOUT_VERSION_FILE].iter().any(|n| name == *n)
+        };
         let foreign = |root: &Path| -> Result<bool> {
             Ok(root.exists() && fs::read_dir(root)?.any(|e| e.is_ok_and(|e| !ours(&e.file_name()))))
         };
