@@ -53,7 +53,7 @@ fn main() -> ExitCode {
             _ => {}
         }
         for input in &inputs {
-            let out = unpack(&args, input).with_context(|| input.name.clone())?;
+            let out = unpack(&args, input)?;
             record::print(&out)?;
         }
         Ok(ExitCode::SUCCESS)
@@ -65,7 +65,12 @@ fn unpack(args: &Args, input: &Input) -> Result<Value> {
     // Held while reading blobs, so a concurrent img-rm does not collect them under us. A user
     // who may read but not write the layout unpacks without it.
     let _reading = layout.lock_for_writing().ok();
+    // resolve's errors name the image already; what follows gets the name added.
     let image = resolve::image(&layout, &input.name, args.platform.as_ref())?;
+    unpack_image(args, &layout, image).with_context(|| input.name.clone())
+}
+
+fn unpack_image(args: &Args, layout: &Layout, image: resolve::Image) -> Result<Value> {
     let dest = match &args.bundle {
         Some(dir) => std::path::absolute(dir).with_context(|| format!("{}: invalid path", dir.display()))?,
         None => store::root()?.join("bundles").join(default_name(&image)),
