@@ -1,5 +1,6 @@
 //! What every tool's `main` shares: the `--layout` flag, one-line errors and exit codes.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,6 +11,17 @@ pub struct LayoutArg {
     /// ~/.local/share/img)
     #[arg(long, value_name = "DIR", env = "IMG_LAYOUT")]
     pub layout: Option<PathBuf>,
+}
+
+/// A tool that reads images from arguments or stdin has nothing to read when it got no
+/// argument and stdin is a terminal: that is a usage error (exit 2), `no image given: {hint}`.
+/// (An empty pipeline is not: it selected nothing, and there is nothing to do.)
+pub fn require_images<A: clap::CommandFactory>(images: &[String], hint: &str) {
+    if images.is_empty() && std::io::stdin().is_terminal() {
+        A::command()
+            .error(clap::error::ErrorKind::MissingRequiredArgument, format!("no image given: {hint}"))
+            .exit();
+    }
 }
 
 /// Runs a tool's body: an error becomes one line on stderr, `tool: cause: cause`, and exit 1.

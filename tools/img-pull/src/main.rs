@@ -1,12 +1,10 @@
 //! img-pull: registry → local OCI image layout.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use img::cli::{self, LayoutArg};
 use img::layout::Layout;
 use img::platform::Platform;
@@ -40,14 +38,7 @@ struct Args {
 fn main() -> ExitCode {
     cli::run("img-pull", || {
         let args = Args::parse();
-        if args.images.is_empty() && std::io::stdin().is_terminal() {
-            Args::command()
-                .error(
-                    ErrorKind::MissingRequiredArgument,
-                    "no image given: name references as arguments or JSON Lines on stdin",
-                )
-                .exit();
-        }
+        cli::require_images::<Args>(&args.images, "name references as arguments or JSON Lines on stdin");
         // An empty pipeline (nothing selected upstream) has nothing to do.
         let inputs = record::inputs(&args.images)?;
         let layout = Layout::open_or_create(store::choose_layout(args.layout.layout.as_deref(), None)?)?;

@@ -1,12 +1,10 @@
 //! img-push: local OCI image layout → registry.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
-use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use img::cli::{self, LayoutArg};
 use img::layout::Layout;
 use img::record::{self, ImageRecord, Input};
@@ -39,14 +37,7 @@ struct Args {
 fn main() -> ExitCode {
     cli::run("img-push", || {
         let args = Args::parse();
-        if args.images.is_empty() && std::io::stdin().is_terminal() {
-            Args::command()
-                .error(
-                    ErrorKind::MissingRequiredArgument,
-                    "no image given: name images as arguments or JSON Lines on stdin",
-                )
-                .exit();
-        }
+        cli::require_images::<Args>(&args.images, "name images as arguments or JSON Lines on stdin");
         // An empty pipeline (nothing selected upstream) has nothing to do.
         let inputs = record::inputs(&args.images)?;
         let to = args.to.as_deref().map(str::parse::<Reference>).transpose()?;

@@ -1,13 +1,11 @@
 //! img-rm: remove image references from a layout and collect the garbage they leave.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use img::cli::{self, LayoutArg};
 use img::digest::Digest;
 use img::document::Descriptor;
@@ -50,14 +48,10 @@ fn main() -> ExitCode {
             }))?;
             return Ok(ExitCode::SUCCESS);
         }
-        if args.images.is_empty() && std::io::stdin().is_terminal() {
-            Args::command()
-                .error(
-                    ErrorKind::MissingRequiredArgument,
-                    "no image given: name references as arguments or JSON Lines on stdin (or use --prune)",
-                )
-                .exit();
-        }
+        cli::require_images::<Args>(
+            &args.images,
+            "name references as arguments or JSON Lines on stdin (or use --prune)",
+        );
         // An empty pipeline (`img-ls | jq 'select(…)' | img-rm` selecting nothing) removes nothing.
         let inputs = record::inputs(&args.images)?;
         // Records from a pipeline may come from several layouts; each is handled on its own.
