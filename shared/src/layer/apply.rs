@@ -716,7 +716,7 @@ pub fn clean(raw: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// A path as the kernel resolves it in a chroot: `..` at the root stays at the root.
-fn clean_clamped(raw: &[u8]) -> Vec<u8> {
+pub fn clean_clamped(raw: &[u8]) -> Vec<u8> {
     let mut parts: Vec<&[u8]> = Vec::new();
     for comp in raw.split(|b| *b == b'/') {
         match comp {

@@ -64,7 +64,8 @@ impl BuildContext {
     /// The paths a COPY source names: cleaned to stay inside the context, wildcards expanded
     /// (sorted), ignored paths left out. No match is an error naming the source.
     pub fn resolve(&self, source: &str) -> Result<Vec<Source>> {
-        let clean = clean_relative(source);
+        let clean: Vec<String> =
+            clean_relative(source).split('/').filter(|c| !c.is_empty()).map(String::from).collect();
         let mut found = Vec::new();
         self.expand(Path::new(""), Path::new(""), &clean, &mut found)?;
         found.retain(|s: &Source| s.rel.as_os_str().is_empty() || !self.ignore.is_excluded(&slash(&s.rel)));
@@ -110,7 +111,7 @@ impl BuildContext {
     /// dest ends in `/` or there are several sources.
     pub fn stage(&self, sources: &[Source], dest: &str, attrs: Attributes, staging: &Path) -> Result<()> {
         let into_dir = dest.ends_with('/') || sources.len() > 1 || sources.iter().any(|s| s.is_dir);
-        let dest = staging.join(clean_relative(dest).iter().collect::<PathBuf>());
+        let dest = staging.join(clean_relative(dest));
         for s in sources {
             let from = self.root.join(&s.real);
             if s.is_dir {
@@ -281,20 +282,10 @@ fn set_mtime(path: &Path, mtime: libc::timespec) -> Result<()> {
     Ok(())
 }
 
-/// Path components of a source or destination, with `.`/`..` resolved so nothing climbs
-/// above the root.
-pub fn clean_relative(path: &str) -> Vec<String> {
-    let mut parts: Vec<String> = Vec::new();
-    for c in Path::new(path).components() {
-        match c {
-            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-            Component::ParentDir => {
-                parts.pop();
-            }
-            _ => {}
-        }
-    }
-    parts
+/// A source or destination relative to the root, `/`-joined, with `.`/`..` resolved so that
+/// nothing climbs above the root (the layer code's chroot rule).
+pub fn clean_relative(path: &str) -> String {
+    String::from_utf8_lossy(&img::layer::apply::clean_clamped(path.as_bytes())).into_owned()
 }
 
 fn has_wildcard(s: &str) -> bool {

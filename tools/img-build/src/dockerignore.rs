@@ -6,6 +6,8 @@
 use anyhow::{Context, Result};
 use globset::{Glob, GlobMatcher};
 
+use crate::context::clean_relative;
+
 struct Pattern {
     matcher: GlobMatcher,
     exception: bool,
@@ -32,7 +34,7 @@ impl Ignore {
                 Some(p) => (true, p.trim()),
                 None => (false, line),
             };
-            let pattern = clean(pattern);
+            let pattern = clean_relative(pattern);
             if pattern.is_empty() {
                 continue;
             }
@@ -49,7 +51,7 @@ impl Ignore {
 
     /// Whether a path (relative to the context root, `/`-separated) is left out.
     pub fn is_excluded(&self, path: &str) -> bool {
-        let path = clean(path);
+        let path = clean_relative(path);
         let mut excluded = false;
         for p in &self.patterns {
             if ancestors_and_self(&path).any(|a| p.matcher.is_match(a)) {
@@ -69,22 +71,6 @@ impl Ignore {
 /// `a/b/c` → `a`, `a/b`, `a/b/c`.
 fn ancestors_and_self(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(|(i, _)| &path[..i]).chain(std::iter::once(path))
-}
-
-/// Like Go's `filepath.Clean`, relative to the root: no `.`, no empty parts, `..` resolved
-/// without leaving the root.
-fn clean(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    parts.join("/")
 }
 
 #[cfg(test)]

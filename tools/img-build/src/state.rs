@@ -289,17 +289,7 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
 
 /// `/a/./b/../c/` → `/a/c`.
 pub fn clean_absolute(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for p in path.split('/') {
-        match p {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    format!("/{}", crate::context::clean_relative(path))
 }
 
 /// Go durations as HEALTHCHECK takes them (`30s`, `1m30s`, `500ms`) → nanoseconds.
