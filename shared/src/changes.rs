@@ -140,8 +140,9 @@ fn write_dir_contents<W: Write>(
         .collect::<io::Result<_>>()?;
     children.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
     for child in &children {
-        append(builder, root, child, options, links)?;
-        if fs::symlink_metadata(root.join(child))?.is_dir() {
+        let meta = fs::symlink_metadata(root.join(child))?;
+        append(builder, root, child, &meta, options, links)?;
+        if meta.is_dir() {
             write_dir_contents(builder, root, child, options, links)?;
         }
     }
@@ -152,11 +153,11 @@ fn append<W: Write>(
     builder: &mut tar::Builder<W>,
     root: &Path,
     rel: &Path,
+    meta: &fs::Metadata,
     options: &Options,
     links: &mut HashMap<(u64, u64), PathBuf>,
 ) -> Result<()> {
     let full = root.join(rel);
-    let meta = fs::symlink_metadata(&full)?;
     let ft = meta.file_type();
     let name = rel.file_name().unwrap_or(OsStr::new(""));
 
@@ -164,7 +165,7 @@ fn append<W: Write>(
     if ft.is_char_device() && meta.rdev() == 0 {
         let mut wh_name = rel.parent().map(Path::to_path_buf).unwrap_or_default();
         wh_name.push(OsStr::from_bytes(&[b".wh.".as_slice(), name.as_bytes()].concat()));
-        let mut header = base_header(&meta, options);
+        let mut header = base_header(meta, options);
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(0);
         header.set_mode(0o644);
@@ -172,7 +173,7 @@ fn append<W: Write>(
         return Ok(());
     }
 
-    let mut header = base_header(&meta, options);
+    let mut header = base_header(meta, options);
     let pax = xattrs(&full)?;
     if !pax.is_empty() {
         builder.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
@@ -185,7 +186,7 @@ fn append<W: Write>(
         name.push(b'/');
         builder.append_data(&mut header, OsStr::from_bytes(&name), io::empty())?;
         if is_opaque(&full) {
-            let mut opq = base_header(&meta, options);
+            let mut opq = base_header(meta, options);
             opq.set_entry_type(tar::EntryType::Regular);
             opq.set_size(0);
             opq.set_mode(0o644);
