@@ -687,30 +687,14 @@ impl<'a> Builder<'a> {
 
     /// `--chown` names resolved through the stage's /etc/passwd and /etc/group.
     fn resolve_owner(&self, state: &ImageState, spec: &str) -> Result<(u32, u32)> {
-        let (user, group) = match spec.split_once(':') {
-            Some((u, g)) => (u, Some(g)),
-            None => (spec, None),
-        };
         let lower = self.lower_dirs(state)?;
-        let lookup = |file: &str, name: &str| -> Result<u32> {
-            if let Ok(n) = name.parse::<u32>() {
-                return Ok(n);
-            }
-            let text = read_in_layers(&lower, file)
-                .with_context(|| format!("--chown {spec}: the image has no /{file}"))?;
-            text.lines()
-                .find_map(|l| {
-                    let f: Vec<&str> = l.split(':').collect();
-                    (f.len() > 2 && f[0] == name).then(|| f[2].parse().ok()).flatten()
-                })
-                .with_context(|| format!("--chown {spec}: no {name:?} in /{file}"))
-        };
-        let uid = lookup("etc/passwd", user)?;
-        let gid = match group {
-            Some(g) => lookup("etc/group", g)?,
-            None => uid,
-        };
-        Ok((uid, gid))
+        let passwd = read_in_layers(&lower, "etc/passwd").unwrap_or_default();
+        let group = read_in_layers(&lower, "etc/group").unwrap_or_default();
+        let user =
+            img::runtime::user::resolve(spec, &passwd, &group).with_context(|| format!("--chown {spec}"))?;
+        // Unlike USER, a --chown without a group takes the uid as gid (Docker's rule).
+        let gid = if spec.contains(':') { user.gid } else { user.uid };
+        Ok((user.uid, gid))
     }
 
     /// ADD of a URL: downloaded (checked against `--checksum` if given) into dest.
