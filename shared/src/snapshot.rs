@@ -27,6 +27,12 @@ impl Snapshots {
         Ok(Snapshots { dir })
     }
 
+    /// The snapshot directory itself (work directories beside the snapshots belong here, on
+    /// the same filesystem, so finished ones can be renamed into place).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn path(&self, diff_id: &Digest) -> PathBuf {
         self.dir.join(format!("{}-{}", diff_id.algorithm().name(), diff_id.hex()))
     }

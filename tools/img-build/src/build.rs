@@ -88,7 +88,7 @@ impl<'a> Builder<'a> {
         let snapshots = Snapshots::open(store_root)?;
         let work = tempfile::Builder::new()
             .prefix("build-")
-            .tempdir_in(snapshots_dir(store_root))
+            .tempdir_in(snapshots.dir())
             .context("creating the build's work directory")?;
         Ok(Builder {
             layout,
@@ -765,10 +765,6 @@ impl<'a> Builder<'a> {
         }
         Ok(Built { manifest, config_digest: config.digest })
     }
-}
-
-fn snapshots_dir(store_root: &Path) -> PathBuf {
-    store_root.join("snapshots")
 }
 
 /// RUN's argv: exec form as is; shell form through SHELL; with heredocs, the shell runs the
