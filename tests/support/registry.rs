@@ -47,28 +47,25 @@ pub struct Tls {
     pub key: PathBuf,
 }
 
+/// A self-signed certificate `NAME.crt` with its key `NAME.key` in `dir`, valid two days.
+fn self_signed(dir: &Path, name: &str, common_name: &str) {
+    let d = |s: &str| dir.join(s).to_string_lossy().into_owned();
+    let (key, crt, subject) =
+        (d(&format!("{name}.key")), d(&format!("{name}.crt")), format!("/CN={common_name}"));
+    run(
+        "openssl",
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &crt, "-days", "2",
+            "-subj", &subject,
+        ],
+        dir,
+    );
+}
+
 impl Tls {
     pub fn generate(dir: &Path) -> Tls {
         let d = |s: &str| dir.join(s).to_string_lossy().into_owned();
-        run(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &d("ca.key"),
-                "-out",
-                &d("ca.crt"),
-                "-days",
-                "2",
-                "-subj",
-                "/CN=img test CA",
-            ],
-            dir,
-        );
+        self_signed(dir, "ca", "img test CA");
         run(
             "openssl",
             &[
@@ -245,25 +242,7 @@ pub struct TokenServer {
 impl TokenServer {
     fn start(dir: &Path, user: &str, password: &str) -> TokenServer {
         let d = |s: &str| dir.join(s).to_string_lossy().into_owned();
-        run(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &d("token.key"),
-                "-out",
-                &d("token.crt"),
-                "-days",
-                "2",
-                "-subj",
-                "/CN=img test token issuer",
-            ],
-            dir,
-        );
+        self_signed(dir, "token", "img test token issuer");
         let der = run("openssl", &["x509", "-in", &d("token.crt"), "-outform", "DER"], dir);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
