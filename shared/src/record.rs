@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::digest::Digest;
+use crate::document::Descriptor;
 
 /// One image, as every tool prints it. Tools add their own fields through `extra`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,12 +28,33 @@ pub struct ImageRecord {
     pub extra: BTreeMap<String, Value>,
 }
 
+impl ImageRecord {
+    /// The record of the image `descriptor` points at in `layout`: its digest, media type and
+    /// size, the descriptor's platform if it has one, no extra fields.
+    pub fn new(descriptor: &Descriptor, reference: Option<String>, layout: &Path) -> ImageRecord {
+        ImageRecord {
+            reference,
+            digest: descriptor.digest.clone(),
+            media_type: descriptor.media_type.clone(),
+            size: descriptor.size,
+            layout: layout.to_path_buf(),
+            platform: descriptor.platform.as_ref().map(ToString::to_string),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
 /// Writes one record as one line on stdout.
 pub fn print(record: &impl Serialize) -> Result<()> {
+    write(&mut io::stdout().lock(), record).context("writing to stdout")
+}
+
+/// Writes one record as one line to `out` (a tool whose stdout is taken, like img-build's).
+pub fn write(out: &mut impl Write, record: &impl Serialize) -> Result<()> {
     let mut line = serde_json::to_vec(record).context("serialising a record")?;
     line.push(b'\n');
-    let mut out = io::stdout().lock();
-    out.write_all(&line).and_then(|_| out.flush()).context("writing to stdout")
+    out.write_all(&line).and_then(|_| out.flush())?;
+    Ok(())
 }
 
 /// An image a tool was asked to work on.

@@ -103,13 +103,9 @@ impl Summary {
             extra.insert("platforms".into(), Value::from(self.platforms.clone()));
         }
         ImageRecord {
-            reference: self.descriptor.ref_name().map(str::to_string),
-            digest: self.descriptor.digest.clone(),
-            media_type: self.descriptor.media_type.clone(),
-            size: self.descriptor.size,
-            layout: layout.to_path_buf(),
             platform: if is_index { None } else { self.platforms.first().cloned() },
             extra,
+            ..ImageRecord::new(&self.descriptor, self.descriptor.ref_name().map(str::to_string), layout)
         }
     }
 }

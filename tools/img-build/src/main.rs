@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +15,7 @@ use img::layer::apply::{Applier, Options as ApplyOptions};
 use img::layer::compression::decompress;
 use img::layout::Layout;
 use img::platform::Platform;
-use img::record::ImageRecord;
+use img::record::{self, ImageRecord};
 use img::reference::Reference;
 use img::registry::{Connections, RegistryArgs};
 use img::store;
@@ -103,17 +103,11 @@ fn main() -> ExitCode {
         }
         let names: BTreeSet<String> = tags.iter().map(ToString::to_string).collect();
         let record = ImageRecord {
-            reference: names.iter().next().cloned(),
-            digest: built.manifest.digest.clone(),
-            media_type: built.manifest.media_type.clone(),
-            size: built.manifest.size,
-            layout: layout.root().to_path_buf(),
             platform: Some(platform),
             extra: [("config".to_string(), serde_json::Value::from(built.config_digest.to_string()))].into(),
+            ..ImageRecord::new(&built.manifest, names.iter().next().cloned(), layout.root())
         };
-        let mut line = serde_json::to_vec(&record)?;
-        line.push(b'\n');
-        records.write_all(&line).context("writing the record")?;
+        record::write(&mut records, &record).context("writing the record")?;
         eprintln!("img-build: built {}", built.manifest.digest);
         Ok(ExitCode::SUCCESS)
     })

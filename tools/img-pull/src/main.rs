@@ -81,12 +81,8 @@ fn pull_one(
     let mut extra = BTreeMap::new();
     extra.insert("fetchedBytes".to_string(), Value::from(pulled.fetched_bytes));
     record::print(&ImageRecord {
-        reference: Some(pulled.name),
-        digest: pulled.descriptor.digest.clone(),
-        media_type: pulled.descriptor.media_type.clone(),
-        size: pulled.descriptor.size,
-        layout: layout.root().to_path_buf(),
         platform: pulled.platform.map(|p| p.to_string()),
         extra,
+        ..ImageRecord::new(&pulled.descriptor, Some(pulled.name), layout.root())
     })
 }

@@ -105,13 +105,5 @@ fn push_one(
         Some(_) => dest.to_string(),
         None => dest.with_digest(root.digest.clone()).to_string(),
     };
-    record::print(&ImageRecord {
-        reference: Some(reference),
-        digest: root.digest.clone(),
-        media_type: root.media_type.clone(),
-        size: root.size,
-        layout: layout.root().to_path_buf(),
-        platform: root.platform.as_ref().map(ToString::to_string),
-        extra,
-    })
+    record::print(&ImageRecord { extra, ..ImageRecord::new(&root, Some(reference), layout.root()) })
 }

@@ -122,13 +122,8 @@ fn remove_from(path: &std::path::Path, inputs: &[Input], args: &Args) -> Result<
         extra.insert("freedBlobs".to_string(), Value::from(blobs));
         extra.insert("freedBytes".to_string(), Value::from(bytes));
         record::print(&ImageRecord {
-            reference: d.ref_name().map(str::to_string),
-            digest: d.digest.clone(),
-            media_type: d.media_type.clone(),
-            size: d.size,
-            layout: layout.root().to_path_buf(),
-            platform: d.platform.as_ref().map(ToString::to_string),
             extra,
+            ..ImageRecord::new(d, d.ref_name().map(str::to_string), layout.root())
         })?;
     }
     Ok(ok)

@@ -175,12 +175,8 @@ fn image_record(layout: &Layout, image: &Image) -> ImageRecord {
         extra.insert("manifest".to_string(), json!(image.manifest_descriptor.digest));
     }
     ImageRecord {
-        reference: image.entry.ref_name().map(str::to_string),
-        digest: image.entry.digest.clone(),
-        media_type: image.entry.media_type.clone(),
-        size: image.entry.size,
-        layout: layout.root().to_path_buf(),
         platform: Some(image.platform.to_string()),
         extra,
+        ..ImageRecord::new(&image.entry, image.entry.ref_name().map(str::to_string), layout.root())
     }
 }
