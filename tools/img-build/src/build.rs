@@ -251,8 +251,9 @@ impl<'a> Builder<'a> {
         done: &HashMap<usize, StageResult>,
         escape: char,
     ) -> Result<Key> {
-        let lookup = state.clone();
-        let env = move |n: &str| lookup.lookup(n);
+        // Variables as they are before this instruction (`ENV A=1 B=$A` sees the old A).
+        let vars = state.variables();
+        let env = |n: &str| vars.get(n).cloned();
         let x = |s: &str| shell::expand(s, escape, &env);
         let created_now = self.now();
         let metadata = |state: &mut ImageState, created_by: String| {
@@ -353,7 +354,7 @@ impl<'a> Builder<'a> {
             }
             Instruction::Copy(spec) | Instruction::Add(spec) => {
                 let is_add = matches!(step.instruction, Instruction::Add(_));
-                return self.copy(stages, stage, step, spec, is_add, state, key, done, escape);
+                return self.copy(stages, stage, step, spec, is_add, state, key, done, escape, &env);
             }
             Instruction::Run { command, mounts, network, heredocs } => {
                 let argv = run_argv(state, command, heredocs);
@@ -590,10 +591,9 @@ impl<'a> Builder<'a> {
         key: Key,
         done: &HashMap<usize, StageResult>,
         escape: char,
+        env: &dyn shell::Env,
     ) -> Result<Key> {
-        let lookup = state.clone();
-        let env = move |n: &str| lookup.lookup(n);
-        let x = |s: &str| shell::expand(s, escape, &env);
+        let x = |s: &str| shell::expand(s, escape, env);
         let mut dest = x(&spec.dest)?;
         if !dest.starts_with('/') {
             let slash = if dest.ends_with('/') || dest == "." { "/" } else { "" };

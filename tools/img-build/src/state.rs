@@ -101,9 +101,16 @@ impl ImageState {
             .find_map(|e| e.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_string()))
     }
 
-    /// What `$NAME` means in an instruction: ENV wins over ARG, as in Docker.
-    pub fn lookup(&self, name: &str) -> Option<String> {
-        self.env_var(name).or_else(|| self.args.get(name).cloned())
+    /// Every variable an instruction can expand (ENV wins over ARG, as in Docker): a snapshot
+    /// taken before the instruction changes anything.
+    pub fn variables(&self) -> BTreeMap<String, String> {
+        let mut vars = self.args.clone();
+        for entry in self.env() {
+            if let Some((k, v)) = entry.split_once('=') {
+                vars.insert(k.to_string(), v.to_string());
+            }
+        }
+        vars
     }
 
     pub fn set_env(&mut self, key: &str, value: &str) {
@@ -333,7 +340,11 @@ mod tests {
         assert_eq!(s.env_var("A").as_deref(), Some("2"));
         s.args.insert("B".into(), "arg".into());
         s.args.insert("A".into(), "arg".into());
-        assert_eq!((s.lookup("A").as_deref(), s.lookup("B").as_deref()), (Some("2"), Some("arg")));
+        let vars = s.variables();
+        assert_eq!(
+            (vars.get("A").map(String::as_str), vars.get("B").map(String::as_str)),
+            (Some("2"), Some("arg"))
+        );
         s.set_workdir("/app");
         s.set_workdir("sub/../src");
         assert_eq!(s.workdir(), "/app/src");
