@@ -2,6 +2,8 @@
 //! `--memory`, …) applied to a spec, and the image config's Entrypoint/Cmd/Env/User/WorkingDir
 //! combined with them exactly as docker does.
 
+use std::path::Path;
+
 use anyhow::{Context, Result, bail};
 
 use super::capabilities;
@@ -211,6 +213,38 @@ fn volume(v: &str) -> Result<Mount> {
         }
     }
     Ok(Mount::new(dst, "bind", src, &options))
+}
+
+/// /etc/hosts, /etc/resolv.conf and /etc/hostname, as docker provides them: files in the
+/// container's directory, bound over the image's (read-only for build steps, which must not
+/// change them).
+pub fn add_etc_files(
+    spec: &mut Spec,
+    dir: &Path,
+    hostname: &str,
+    network_none: bool,
+    read_only: bool,
+) -> Result<()> {
+    let hosts = if network_none {
+        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    } else {
+        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| {
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()
+        })
+    };
+    let resolv = if network_none {
+        String::new()
+    } else {
+        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+    };
+    for (name, content) in [("hosts", hosts), ("resolv.conf", resolv), ("hostname", format!("{hostname}\n"))]
+    {
+        let path = dir.join(name);
+        std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+        let options: &[&str] = if read_only { &["rbind", "rprivate", "ro"] } else { &["rbind", "rprivate"] };
+        spec.mounts.push(Mount::new(&format!("/etc/{name}"), "bind", &path.to_string_lossy(), options));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use img::runtime::options;
 use img::runtime::spec::{Mount, Spec};
 use img::runtime::{self, Container, Outcome, Rootfs};
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -50,16 +51,7 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
     if step.network_none {
         spec.set_namespace("network", true);
     }
-    for (name, content) in etc_files(step.network_none) {
-        let path = dir.join(name);
-        fs::write(&path, content)?;
-        spec.mounts.push(Mount::new(
-            &format!("/etc/{name}"),
-            "bind",
-            &path.to_string_lossy(),
-            &["rbind", "ro"],
-        ));
-    }
+    options::add_etc_files(&mut spec, dir, "img-build", step.network_none, true)?;
     spec.mounts.extend(step.mounts.iter().cloned());
     let container = Container {
         id: format!("build-{}", std::process::id()),
@@ -110,16 +102,6 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
         .collect();
     remove_mount_stubs(&upper, &lower, &stubs)?;
     Ok(upper)
-}
-
-/// /etc/hosts, resolv.conf and hostname for the step, as `docker build` gives them.
-fn etc_files(network_none: bool) -> Vec<(&'static str, String)> {
-    let localhost = "127.0.0.1\tlocalhost img-build\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string();
-    let hosts =
-        if network_none { localhost.clone() } else { fs::read_to_string("/etc/hosts").unwrap_or(localhost) };
-    let resolv =
-        if network_none { String::new() } else { fs::read_to_string("/etc/resolv.conf").unwrap_or_default() };
-    vec![("hosts", hosts), ("resolv.conf", resolv), ("hostname", "img-build\n".into())]
 }
 
 /// Removes empty files and directories the runtime created as mount points (they are in no

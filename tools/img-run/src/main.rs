@@ -369,7 +369,7 @@ fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path
     spec.hostname = Some(hostname.clone());
     options::set_env(&mut spec.process.env, &format!("HOSTNAME={hostname}"));
     let cli_user = options::apply(&mut spec, opts, false)?;
-    add_etc_files(&mut spec, &dir.path, &hostname, network_none)?;
+    options::add_etc_files(&mut spec, &dir.path, &hostname, network_none, false)?;
     let c = Container {
         id,
         spec,
@@ -397,33 +397,4 @@ fn is_root() -> bool {
 
 fn nix_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
-}
-
-/// /etc/hosts, /etc/resolv.conf and /etc/hostname, as docker provides them: files in the
-/// container's directory, bound over the image's.
-fn add_etc_files(spec: &mut Spec, dir: &Path, hostname: &str, network_none: bool) -> Result<()> {
-    let hosts = if network_none {
-        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-    } else {
-        std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| {
-            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()
-        })
-    };
-    let resolv = if network_none {
-        String::new()
-    } else {
-        std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
-    };
-    for (name, content) in [("hosts", hosts), ("resolv.conf", resolv), ("hostname", format!("{hostname}\n"))]
-    {
-        let path = dir.join(name);
-        std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
-        spec.mounts.push(runtime::spec::Mount::new(
-            &format!("/etc/{name}"),
-            "bind",
-            &path.to_string_lossy(),
-            &["rbind", "rprivate"],
-        ));
-    }
-    Ok(())
 }
