@@ -151,13 +151,14 @@ pub fn pull(
     let _writing = layout.lock_for_writing()?;
     let repo = Repository::new(registry, reference.repository(), false);
 
-    // The root: by digest if pinned, else whatever the tag names now (HEAD, so an image that
-    // is already here costs no download).
+    // The root: by digest if pinned, else whatever the tag names now (HEAD first if the layout
+    // has an image of that name, so one that is already here costs no download).
     let root = match reference.digest() {
         Some(d) => document(&repo, layout, d, "")?,
         None => {
             let tag = reference.api_reference();
-            match repo.head_manifest(&tag)? {
+            let known = !layout.read_index()?.find(&reference.to_string()).is_empty();
+            match if known { repo.head_manifest(&tag)? } else { None } {
                 Some((digest, media_type)) if layout.has_blob(&digest) => {
                     document(&repo, layout, &digest, &media_type)?
                 }
@@ -220,6 +221,15 @@ pub fn pull(
         }
     };
 
+    // Manifests are stored first: until the ref names them they are only garbage GC may sweep
+    // (after this pull), and their small writes need not wait behind the layers' at the end.
+    for (doc, _) in &manifests {
+        layout.put_bytes(&doc.bytes)?;
+    }
+    if let Some(bytes) = &index_bytes {
+        layout.put_bytes(bytes)?;
+    }
+
     // Every config and layer, fetched unless present.
     let mut blobs: Vec<Descriptor> = Vec::new();
     let mut seen = BTreeSet::new();
@@ -242,16 +252,11 @@ pub fn pull(
         super::sources::remember(layout, digest, registry.name(), reference.repository());
     }
 
-    // Manifests last (children before the index), then the ref.
     let mut platform = platform;
     for (doc, p) in &manifests {
-        layout.put_bytes(&doc.bytes)?;
         if platform.is_none() && !options.all_platforms && p.is_none() {
             platform = config_platform(layout, &doc.bytes);
         }
-    }
-    if let Some(bytes) = &index_bytes {
-        layout.put_bytes(bytes)?;
     }
     let name = reference.to_string();
     layout.set_ref(&name, &target)?;
