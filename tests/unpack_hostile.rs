@@ -41,11 +41,10 @@ impl Scene {
     /// was and that the store holds nothing but the layout and, on success, the rootfs.
     fn unpack(&self, tars: &[Vec<u8>]) -> Output {
         rawtar::write_image(&self.store.layout(), "evil:1", tars, true, json!({}));
-        let out = self.store.run(
-            "img-unpack",
-            &["--rootfs-only", "--bundle", self.rootfs().to_str().unwrap(), "evil:1"],
-            "",
-        );
+        let rootfs = self.rootfs();
+        let args = ["--rootfs-only", "--bundle", rootfs.to_str().unwrap(), "evil:1"];
+        let out = self.store.run("img-unpack", &args, "");
+        img_e2e::assert_walk_agrees(&self.store, &args, &out);
         assert_eq!(tree::snapshot(self.outside.path()), self.before, "the outside changed");
         let mut names: Vec<String> = fs::read_dir(self.store.path())
             .unwrap()

@@ -44,6 +44,7 @@ fn run_unpack(store: Store, extra: &[&str]) -> Unpacked {
     args.extend_from_slice(extra);
     args.push("test:1");
     let out = store.run("img-unpack", &args, "");
+    img_e2e::assert_walk_agrees(&store, &args, &out);
     Unpacked { store, out }
 }
 

@@ -153,3 +153,37 @@ pub fn json_lines(stdout: &[u8]) -> Vec<Value> {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Runs img-unpack again with `args`, its `--bundle` directory renamed, and `openat2` turned
+/// off (`IMG_NO_OPENAT2`, as on kernels before 5.6), and asserts the walk that replaces it does
+/// exactly what `first` did: the same tree, or the same error. The second tree is removed.
+pub fn assert_walk_agrees(store: &Store, args: &[&str], first: &Output) {
+    let at = args.iter().position(|a| *a == "--bundle").expect("a --bundle argument") + 1;
+    let dest = Path::new(args[at]);
+    let walk_dest = dest.with_file_name("walk");
+    let walk_dest_arg = walk_dest.to_str().unwrap().to_string();
+    let mut walk_args: Vec<&str> = args.to_vec();
+    walk_args[at] = &walk_dest_arg;
+    let walk = run_with_stdin(store.command("img-unpack").env("IMG_NO_OPENAT2", "1").args(&walk_args), "");
+    assert_eq!(walk.status.code(), first.status.code(), "without openat2: {}", stderr(&walk));
+    if first.status.success() {
+        // Directories the layers do not list get the time they were made: not compared.
+        let recent = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+            as i64
+            - 3600;
+        let settled = |mut t: tree::Tree| {
+            t.values_mut().filter(|n| n.mtime > recent).for_each(|n| n.mtime = 0);
+            t
+        };
+        assert_eq!(
+            settled(tree::snapshot(&walk_dest)),
+            settled(tree::snapshot(dest)),
+            "without openat2, another tree"
+        );
+        std::fs::remove_dir_all(&walk_dest).unwrap();
+    } else {
+        let same = stderr(&walk).replace(walk_dest.to_str().unwrap(), dest.to_str().unwrap());
+        assert_eq!(same, stderr(first), "without openat2, another error");
+        assert!(!walk_dest.exists(), "a failed unpack left {}", walk_dest.display());
+    }
+}

@@ -1,13 +1,45 @@
-//! A directory used as a root: every path is resolved inside it with chroot semantics
-//! (`openat2` with `RESOLVE_IN_ROOT`), so `..` stops at the root and an absolute symlink like
-//! `var/run -> /run` points into the tree, never out of it.
+//! A directory used as a root: every path is resolved inside it with chroot semantics, so `..`
+//! stops at the root and an absolute symlink like `var/run -> /run` points into the tree, never
+//! out of it. The kernel does it (`openat2` with `RESOLVE_IN_ROOT`, Linux 5.6+); on older
+//! kernels a walk does: one component at a time, each opened with `O_NOFOLLOW` from its parent's
+//! fd, symlinks read and resolved by us, `..` taken from our own stack of parents.
 
+use std::collections::VecDeque;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+/// As many symlinks as Linux follows in one lookup.
+const MAX_SYMLINKS: usize = 40;
+
+/// Set once `openat2` turned out to be missing (or `IMG_NO_OPENAT2` asks to do without it,
+/// which the tests use to run every hostile layer through the walk too).
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+fn kernel_resolves() -> bool {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        if std::env::var_os("IMG_NO_OPENAT2").is_some() {
+            NO_OPENAT2.store(true, Ordering::Relaxed);
+        }
+    });
+    !NO_OPENAT2.load(Ordering::Relaxed)
+}
+
+/// The non-empty, non-`.` components of a `/`-separated path.
+fn components(path: &[u8]) -> impl DoubleEndedIterator<Item = Vec<u8>> + '_ {
+    path.split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".").map(<[u8]>::to_vec)
+}
+
+fn openat(dir: BorrowedFd<'_>, name: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+    let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::fs::openat(dir, c.as_c_str(), flags | OFlags::CLOEXEC, Mode::empty())?)
+}
 
 /// An open directory that paths are resolved in.
 #[derive(Debug)]
@@ -34,6 +66,9 @@ impl Root {
     /// Symlinks on the way are followed inside the root; whether the last one is followed is
     /// up to `O_NOFOLLOW` in `flags`. An empty path is the root itself.
     pub fn open_at(&self, rel: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+        if !kernel_resolves() {
+            return self.walk(rel, flags);
+        }
         let rel = if rel.is_empty() { &b"."[..] } else { rel };
         let c = CString::new(rel).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
@@ -42,13 +77,71 @@ impl Root {
         loop {
             match rustix::fs::openat2(&self.fd, c.as_c_str(), flags | OFlags::CLOEXEC, Mode::empty(), resolve)
             {
-                Err(rustix::io::Errno::AGAIN) if tries < 16 => tries += 1,
-                Err(rustix::io::Errno::NOSYS) => {
-                    return Err(io::Error::other("the kernel lacks openat2 (Linux 5.6 or later is needed)"));
+                Err(Errno::AGAIN) if tries < 16 => tries += 1,
+                Err(Errno::NOSYS) => {
+                    NO_OPENAT2.store(true, Ordering::Relaxed);
+                    return self.walk(rel, flags);
                 }
                 r => return r.map_err(io::Error::from),
             }
         }
+    }
+
+    /// [`Root::open_at`] without `openat2`. The kernel never follows a symlink here (every
+    /// component is opened `O_NOFOLLOW`), so nothing a symlink says can lead out of the root.
+    fn walk(&self, rel: &[u8], mut flags: OFlags) -> io::Result<OwnedFd> {
+        // A trailing slash means a directory, reached through a symlink if need be.
+        let trailing_slash = rel.ends_with(b"/") && components(rel).next().is_some();
+        if trailing_slash {
+            flags = (flags | OFlags::DIRECTORY) - OFlags::NOFOLLOW;
+        }
+        let follow_last = !flags.contains(OFlags::NOFOLLOW);
+        // Directories from the root down to the current one; `..` pops, but never the root.
+        let mut parents: Vec<OwnedFd> = vec![self.dup_root()?];
+        let mut pending: VecDeque<Vec<u8>> = components(rel).collect();
+        let mut links = 0;
+        while let Some(name) = pending.pop_front() {
+            let here = parents.last().expect("the root is never popped").as_fd();
+            if name == b".." {
+                if parents.len() > 1 {
+                    parents.pop();
+                }
+                continue;
+            }
+            if pending.is_empty() && !follow_last {
+                return openat(here, &name, flags);
+            }
+            let fd = openat(here, &name, OFlags::PATH | OFlags::NOFOLLOW)?;
+            let kind = FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode);
+            if kind == FileType::Symlink {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(Errno::LOOP.into());
+                }
+                let target = rustix::fs::readlinkat(&fd, c"", Vec::new())?.into_bytes();
+                if target.starts_with(b"/") {
+                    parents.truncate(1);
+                }
+                for c in components(&target).rev() {
+                    pending.push_front(c);
+                }
+            } else if pending.is_empty() {
+                // The last component, not a symlink: open it for real. If it became a
+                // symlink meanwhile, O_NOFOLLOW makes that an error rather than a way out.
+                return openat(here, &name, flags | OFlags::NOFOLLOW);
+            } else if kind == FileType::Directory {
+                parents.push(fd);
+            } else {
+                return Err(Errno::NOTDIR.into());
+            }
+        }
+        // The path ended at a directory (or was empty): reopen it with the caller's flags.
+        let dir = parents.pop().expect("the root is never popped");
+        openat(dir.as_fd(), b".", flags)
+    }
+
+    fn dup_root(&self) -> io::Result<OwnedFd> {
+        Ok(rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)?)
     }
 
     /// Reads a whole file inside the root (following symlinks inside it), e.g. `/etc/passwd`.
@@ -77,5 +170,83 @@ mod tests {
         assert_eq!(root.read("link/hostname").unwrap(), b"inside");
         assert_eq!(root.read("/up").unwrap(), b"inside");
         assert_eq!(root.read("../../etc/hostname").unwrap(), b"inside");
+    }
+
+    /// The walk resolves like the kernel's `RESOLVE_IN_ROOT`: same file or same error.
+    #[test]
+    fn the_walk_agrees_with_openat2() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let at = |p: &str| dir.path().join(p);
+        std::fs::create_dir_all(at("a/b/c")).unwrap();
+        std::fs::write(at("a/b/c/file"), "x").unwrap();
+        std::fs::write(at("top"), "t").unwrap();
+        symlink("/a/b", at("abs")).unwrap();
+        symlink("b/c", at("a/rel")).unwrap();
+        symlink("../../../../../top", at("a/b/up")).unwrap();
+        symlink("loop2", at("loop1")).unwrap();
+        symlink("loop1", at("loop2")).unwrap();
+        symlink("nowhere", at("dangling")).unwrap();
+        symlink("/", at("slash")).unwrap();
+        symlink("/proc/self/root", at("magic")).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let id = |r: io::Result<OwnedFd>| match r {
+            Ok(fd) => {
+                let st = rustix::fs::fstat(&fd).unwrap();
+                Ok((st.st_dev, st.st_ino))
+            }
+            Err(e) => Err(e.raw_os_error()),
+        };
+        let paths = [
+            "",
+            "/",
+            ".",
+            "..",
+            "a/b/c/file",
+            "/a/../a/b/./c/file",
+            "abs/c/file",
+            "a/rel/file",
+            "a/rel/../c/file",
+            "a/b/up",
+            "/../../top",
+            "loop1",
+            "loop1/x",
+            "dangling",
+            "dangling/x",
+            "top/x",
+            "slash",
+            "slash/top",
+            "abs",
+            "a/b/c/file/",
+            "missing/x",
+            "magic/top",
+            "abs/",
+            "a/b/",
+            "dangling/",
+            "top/",
+            "a//b///c",
+        ];
+        let flag_sets = [
+            OFlags::PATH,
+            OFlags::PATH | OFlags::NOFOLLOW,
+            OFlags::PATH | OFlags::DIRECTORY,
+            OFlags::RDONLY | OFlags::NOFOLLOW,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+        ];
+        for path in paths {
+            for flags in flag_sets {
+                let kernel = id(root.open_at(path.as_bytes(), flags));
+                let walk = id(root.walk(path.as_bytes(), flags));
+                assert_eq!(walk, kernel, "{path:?} with {flags:?}");
+            }
+        }
+        // Whatever a symlink says, the walk ends inside the root.
+        let outside = std::fs::metadata("/").unwrap().ino();
+        let inside = std::fs::metadata(dir.path()).unwrap().ino();
+        for path in ["..", "slash", "/../.."] {
+            let (_, ino) = id(root.walk(path.as_bytes(), OFlags::PATH)).unwrap();
+            assert_eq!(ino, inside, "{path}");
+            assert_ne!(ino, outside, "{path}");
+        }
     }
 }
