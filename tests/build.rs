@@ -92,7 +92,7 @@ fn run_copy_and_metadata_make_the_image_docker_would() {
     assert_eq!(c["Labels"]["org.example.k"], "v");
     assert_eq!(c["ExposedPorts"], json!({"8080/tcp": {}}));
     assert!(c["Env"].as_array().unwrap().contains(&json!("GREETING=hi")));
-    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3, "base + COPY + RUN");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 4, "base + WORKDIR + COPY + RUN");
     let history = config["history"].as_array().unwrap();
     assert!(history.iter().any(|h| h["created_by"].as_str().unwrap().starts_with("RUN ")));
 
@@ -112,6 +112,55 @@ fn run_copy_and_metadata_make_the_image_docker_would() {
     );
     assert_success(&out, "img-run");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "65534\n/app\nrmdir-gone\ndata\n");
+}
+
+#[test]
+fn workdir_makes_its_directory_even_if_no_step_uses_it() {
+    let (store, ctx) = setup();
+    let dockerfile = format!(
+        "FROM {BASE}\n\
+         WORKDIR /bin\n\
+         USER 1000:1000\n\
+         WORKDIR /srv/data\n\
+         WORKDIR logs\n\
+         WORKDIR /srv\n"
+    );
+    let (_, log) = built(&store, ctx.path(), &dockerfile, &["-t", "localhost/wd:1"]);
+    let config = config_of(&store, "localhost/wd:1");
+    assert_eq!(config["config"]["WorkingDir"], "/srv");
+    // /bin and /srv (by then) exist: no layer; /srv/data and /srv/data/logs: one each.
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 3, "{log}");
+    let empty: Vec<bool> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["created_by"].as_str().unwrap().starts_with("WORKDIR"))
+        .map(|h| h["empty_layer"].as_bool().unwrap_or(false))
+        .collect();
+    assert_eq!(empty, [true, false, false, true]);
+    let out = store.run(
+        "img-run",
+        &[
+            "--user",
+            "0",
+            "localhost/wd:1",
+            "stat",
+            "-c",
+            "%n %u:%g %a",
+            "/srv",
+            "/srv/data",
+            "/srv/data/logs",
+        ],
+        "",
+    );
+    assert_success(&out, "img-run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "/srv 1000:1000 755\n/srv/data 1000:1000 755\n/srv/data/logs 1000:1000 755\n"
+    );
+    // A rebuild takes the WORKDIR layers from the cache.
+    let (_, again) = built(&store, ctx.path(), &dockerfile, &["-t", "localhost/wd:1"]);
+    assert_eq!(again.matches("CACHED").count(), 2, "{again}");
 }
 
 #[test]

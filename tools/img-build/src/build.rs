@@ -300,7 +300,7 @@ impl<'a> Builder<'a> {
             }
             Instruction::Workdir(dir) => {
                 state.set_workdir(&x(dir)?);
-                metadata(state, format!("WORKDIR {}", state.workdir()));
+                return self.workdir(stage, step, state, key, metadata);
             }
             Instruction::User(user) => {
                 let user = x(user)?;
@@ -685,6 +685,55 @@ impl<'a> Builder<'a> {
         Ok(key)
     }
 
+    /// `WORKDIR`: the directory is made (with its parents, mode 0755, owned by USER) in a layer
+    /// of its own when the image lacks it, as docker does even if no later step uses it.
+    fn workdir(
+        &mut self,
+        stage: &Stage,
+        step: &Step,
+        state: &mut ImageState,
+        key: Key,
+        metadata: impl FnOnce(&mut ImageState, String),
+    ) -> Result<Key> {
+        let dir = state.workdir();
+        let created_by = format!("WORKDIR {dir}");
+        let lower = self.lower_dirs(state)?;
+        let rel = dir.trim_start_matches('/');
+        if rel.is_empty() || present_in_layers(&lower, rel) {
+            metadata(state, created_by.clone());
+            self.log(stage, &step.text, "");
+            return Ok(key.then(&["meta", &created_by]));
+        }
+        let (uid, gid) = match state.user() {
+            Some(user) => {
+                let passwd = read_in_layers(&lower, "etc/passwd").unwrap_or_default();
+                let group = read_in_layers(&lower, "etc/group").unwrap_or_default();
+                let u = img::runtime::user::resolve(&user, &passwd, &group)
+                    .with_context(|| format!("WORKDIR {dir}: USER {user}"))?;
+                (u.uid, u.gid)
+            }
+            None => (0, 0),
+        };
+        let key = key.then(&["WORKDIR", &dir, &format!("{uid}:{gid}")]);
+        if self.cached(stage, step, &key, state, &created_by) {
+            return Ok(key);
+        }
+        self.log(stage, &step.text, "");
+        let staging = tempfile::Builder::new().prefix("workdir-").tempdir_in(self.work.path())?;
+        let mut path = staging.path().to_path_buf();
+        for part in rel.split('/') {
+            path.push(part);
+            fs::create_dir(&path)?;
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+            fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        }
+        let dir = staging.keep();
+        let result = self.commit_changes(&dir, &key, state, &created_by);
+        let _ = fs::remove_dir_all(&dir); // moved into the snapshots
+        result?;
+        Ok(key)
+    }
+
     /// `--chown` names resolved through the stage's /etc/passwd and /etc/group.
     fn resolve_owner(&self, state: &ImageState, spec: &str) -> Result<(u32, u32)> {
         let lower = self.lower_dirs(state)?;
@@ -815,6 +864,41 @@ fn read_in_layers(lower: &[PathBuf], rel: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether a path exists in the image's layers (topmost first), as overlayfs would show it. A
+/// symlink on the way counts as there: docker would follow it, and it is not ours to replace.
+fn present_in_layers(lower: &[PathBuf], rel: &str) -> bool {
+    let mut layers: &[PathBuf] = lower;
+    let mut prefix = PathBuf::new();
+    for part in rel.split('/') {
+        prefix.push(part);
+        // The topmost layer with an entry here decides what it is.
+        let Some((i, meta)) = layers
+            .iter()
+            .enumerate()
+            .find_map(|(i, l)| fs::symlink_metadata(l.join(&prefix)).ok().map(|m| (i, m)))
+        else {
+            return false;
+        };
+        if meta.file_type().is_symlink() {
+            return true;
+        }
+        if !meta.is_dir() {
+            return false; // a file, or a whiteout
+        }
+        // An opaque directory hides what lower layers have under it.
+        let opaque = ["trusted.overlay.opaque", "user.overlay.opaque"]
+            .iter()
+            .any(|k| xattr_is_set(&layers[i].join(&prefix), k));
+        layers = if opaque { &layers[i..=i] } else { &layers[i..] };
+    }
+    true
+}
+
+fn xattr_is_set(path: &Path, name: &str) -> bool {
+    let mut buf = [0u8; 8];
+    rustix::fs::lgetxattr(path, name, &mut buf).is_ok()
 }
 
 /// Whether ADD should extract a local file: a tar, possibly gzip or zstd compressed.
