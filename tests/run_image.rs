@@ -22,7 +22,11 @@ fn snapshots_are_extracted_once_and_stacked() {
     ));
     assert_eq!(env.sh(&[], "ls /data; cat /data/b; echo; ls /keep | wc -l"), "b\n2\n0\n");
     let snapshots = env.store.path().join("snapshots");
-    let dirs: Vec<_> = std::fs::read_dir(&snapshots).unwrap().map(|e| e.unwrap().path()).collect();
+    let dirs: Vec<_> = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with(".lock"))
+        .collect();
     assert_eq!(dirs.len(), 3, "one snapshot per layer: {dirs:?}");
     // A second run uses the snapshots as they are: a file slipped into one shows up.
     let busybox_snapshot = dirs.iter().find(|d| d.join("bin/busybox").exists()).unwrap();
@@ -140,4 +144,62 @@ fn an_image_only_in_a_registry_is_pulled_as_docker_run_does() {
     let listed = store.records("img-ls", &["--json"], "");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["ref"], remote.as_str());
+}
+
+#[test]
+fn img_rm_collects_snapshots_no_image_uses_but_never_those_in_use() {
+    let env = Env::new();
+    env.add_image(busybox_image(&[], vec![Layer::new([Entry::file("only-in-extra", "x")])]), "extra:1");
+    assert_eq!(env.sh(&[], "echo bb"), "bb\n");
+    let out = env.run(&["extra:1", "cat", "/only-in-extra"]);
+    assert_eq!(stdout(&out), "x");
+    let snapshots = env.store.path().join("snapshots");
+    let names = || -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(&snapshots)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".lock")
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names().len(), 2, "busybox's layer and extra's own: {:?}", names());
+    let stale = snapshots.join(".extracting-crashed");
+    std::fs::create_dir_all(stale.join("sub")).unwrap();
+
+    // While a container runs, its snapshots (and every other) stay.
+    let mut running = env
+        .store
+        .command("img-run")
+        .args(["--init", "extra:1", "sleep", "30"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = std::time::Instant::now();
+    while std::fs::read_dir(env.store.path().join("containers")).map_or(0, |d| d.count()) == 0 {
+        assert!(up.elapsed() < Duration::from_secs(20), "the container did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let out = env.store.run("img-rm", &["--no-gc", "extra:1"], "");
+    img_e2e::assert_success(&out, "img-rm --no-gc");
+    let out = env.store.run("img-rm", &["--prune"], "");
+    img_e2e::assert_success(&out, "img-rm --prune");
+    assert!(img_e2e::stderr(&out).contains("in use"), "{}", img_e2e::stderr(&out));
+    assert_eq!(names().len(), 3, "nothing removed while in use: {:?}", names());
+    // SAFETY: a signal to our own child, which is still there to be waited for.
+    unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
+    assert_eq!(running.wait().unwrap().code(), Some(128 + libc::SIGTERM), "img-run passes SIGTERM on");
+
+    // Once nothing runs: extra's snapshot and the crash leftover go, busybox's stays (bb:1 uses it).
+    let record = &env.store.records("img-rm", &["--prune"], "")[0];
+    assert_eq!(record["freedSnapshots"], 2, "{record}");
+    assert!(record["freedSnapshotBytes"].as_u64().unwrap() >= 1, "{record}");
+    let layout = Layout::open(env.store.layout()).unwrap();
+    let bb = img::resolve::image(&layout, "bb:1", None).unwrap();
+    let diff_id = &bb.config.rootfs.as_ref().unwrap().diff_ids[0];
+    assert_eq!(names(), [format!("sha256-{}", diff_id.hex())]);
+    // Removing the last image takes its snapshot too.
+    img_e2e::assert_success(&env.store.run("img-rm", &["bb:1"], ""), "img-rm bb:1");
+    assert!(names().is_empty(), "{:?}", names());
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use crate::digest::Digest;
 use crate::document::{self, Descriptor};
 use crate::layout::Layout;
-use crate::media_type::Kind;
+use crate::media_type::{self, Kind};
 
 /// Every digest reachable from a set of roots.
 #[derive(Debug, Default)]
@@ -16,6 +16,21 @@ pub struct Reachable {
     /// Children of an index that are not in the layout (a single-platform copy of a
     /// multi-platform image keeps the index but not every child). Not an error.
     pub absent: BTreeSet<Digest>,
+    /// The image configs among `digests`.
+    pub configs: BTreeSet<Digest>,
+}
+
+impl Reachable {
+    /// The layers' diff_ids, from every config that is in the layout.
+    pub fn diff_ids(&self, layout: &Layout) -> BTreeSet<Digest> {
+        let mut out = BTreeSet::new();
+        for digest in &self.configs {
+            let Ok(bytes) = layout.read_blob(digest) else { continue };
+            let Ok(config) = document::parse_config(&bytes) else { continue };
+            out.extend(config.rootfs.map(|r| r.diff_ids).unwrap_or_default());
+        }
+        out
+    }
 }
 
 /// Marks everything reachable from `roots`. A root manifest or index that is missing, corrupt
@@ -48,6 +63,9 @@ pub fn reachable(layout: &Layout, roots: &[Descriptor]) -> Result<Reachable> {
             Kind::Manifest => {
                 let m =
                     document::parse_manifest(&bytes).with_context(|| format!("manifest {}", desc.digest))?;
+                if media_type::is_image_config(&m.config.media_type) {
+                    seen.configs.insert(m.config.digest.clone());
+                }
                 stack.push((m.config, false));
                 stack.extend(m.layers.into_iter().map(|l| (l, false)));
                 stack.extend(m.subject.map(|s| (s, false)));

@@ -4,7 +4,14 @@
 //!
 //! A snapshot is extracted into a temporary directory beside it and renamed into place, so a
 //! crash or a concurrent run never leaves a half-extracted snapshot under the final name.
+//!
+//! Snapshots are a cache: [`Snapshots::collect`] (run by `img-rm`) removes those of layers no
+//! image uses any more. Whoever uses snapshots holds `.lock` shared ([`Snapshots::hold`]: img-run
+//! for its container's life, img-build for a build), and collection takes it exclusively
+//! without waiting, so a snapshot under a running container is never removed.
 
+use std::collections::BTreeSet;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -19,12 +26,79 @@ pub struct Snapshots {
     dir: PathBuf,
 }
 
+/// What [`Snapshots::collect`] removed.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Freed {
+    pub snapshots: usize,
+    /// The size of the files in them.
+    pub bytes: u64,
+}
+
 impl Snapshots {
     /// The snapshots of a store (`<root>/snapshots`), created if missing.
     pub fn open(store_root: &Path) -> Result<Snapshots> {
         let dir = store_root.join("snapshots");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(Snapshots { dir })
+    }
+
+    /// The snapshots of a store, if it has any.
+    pub fn existing(store_root: &Path) -> Option<Snapshots> {
+        let dir = store_root.join("snapshots");
+        dir.is_dir().then_some(Snapshots { dir })
+    }
+
+    /// Marks the snapshots as in use until the returned file is dropped.
+    pub fn hold(&self) -> Result<File> {
+        let lock = self.lock_file()?;
+        lock.lock_shared().context("locking the snapshots")?;
+        Ok(lock)
+    }
+
+    fn lock_file(&self) -> Result<File> {
+        let path = self.dir.join(".lock");
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))
+    }
+
+    /// Removes the snapshots of layers whose diff_id is not in `keep`, and extractions a crash
+    /// left behind. `None` if snapshots are in use (a container runs, a build goes on): then
+    /// nothing is removed.
+    pub fn collect(&self, keep: &BTreeSet<Digest>) -> Result<Option<Freed>> {
+        let lock = self.lock_file()?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e).context("locking the snapshots"),
+        }
+        let mut freed = Freed::default();
+        for entry in
+            std::fs::read_dir(&self.dir).with_context(|| format!("reading {}", self.dir.display()))?
+        {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Work directories left by a crash (none is in use: we hold the lock), and
+            // snapshots of layers nobody keeps; anything else is not ours to remove.
+            let unused = if name.starts_with(".extracting-") || name.starts_with("build-") {
+                true
+            } else {
+                let digest =
+                    name.split_once('-').and_then(|(alg, hex)| format!("{alg}:{hex}").parse::<Digest>().ok());
+                digest.is_some_and(|d| !keep.contains(&d))
+            };
+            if unused {
+                let bytes = tree_bytes(&entry.path());
+                crate::layer::apply::remove_dir_tree(&entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+                freed.snapshots += 1;
+                freed.bytes += bytes;
+            }
+        }
+        Ok(Some(freed))
     }
 
     /// The snapshot directory itself (work directories beside the snapshots belong here, on
@@ -66,6 +140,36 @@ impl Snapshots {
         }
         Ok(path)
     }
+}
+
+/// Removes the store's snapshots of layers that neither `layout` nor the store's default
+/// layout uses (an image of a third layout that lost its snapshots gets them extracted again
+/// on its next run). `None` if there are none, or they are in use.
+pub fn collect_unused(layout: &Layout) -> Result<Option<Freed>> {
+    let Some(snapshots) = Snapshots::existing(&crate::store::root()?) else { return Ok(None) };
+    let mut keep = BTreeSet::new();
+    let default = crate::store::default_layout()?;
+    let mut layouts = vec![layout.clone()];
+    if default.join("oci-layout").is_file() && std::path::absolute(&default)? != layout.root() {
+        layouts.push(Layout::open(&default)?);
+    }
+    for l in &layouts {
+        let index = l.read_index()?;
+        let reachable = crate::graph::reachable(l, index.entries())
+            .with_context(|| format!("{}: snapshots not collected", l.root().display()))?;
+        keep.extend(reachable.diff_ids(l));
+    }
+    snapshots.collect(&keep)
+}
+
+/// The size of the regular files under `path` (symlinks not followed).
+fn tree_bytes(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    if !meta.is_dir() {
+        return if meta.is_file() { meta.len() } else { 0 };
+    }
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries.filter_map(Result::ok).map(|e| tree_bytes(&e.path())).sum()
 }
 
 /// Unpacks every layer into one directory, whiteouts applied as deletions: the rootfs where

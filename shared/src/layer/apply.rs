@@ -815,6 +815,16 @@ fn list_dir(fd: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>> {
     Ok(names)
 }
 
+/// Removes a directory and everything in it, never following symlinks, making directories
+/// writable on the way if need be (a tree unpacked without root may have read-only ones).
+pub fn remove_dir_tree(path: &Path) -> Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().ok_or_else(|| anyhow!("{}: not a removable path", path.display()))?;
+    let dirfd =
+        rustix::fs::open(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    remove_tree(dirfd.as_fd(), std::os::unix::ffi::OsStrExt::as_bytes(name), true)
+}
+
 fn remove_tree(dirfd: BorrowedFd<'_>, name: &[u8], rootless: bool) -> Result<()> {
     match rustix::fs::unlinkat(dirfd, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => return Ok(()),

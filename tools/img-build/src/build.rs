@@ -70,6 +70,8 @@ pub struct Builder<'a> {
     options: Options,
     cache: Cache,
     snapshots: Snapshots,
+    /// Keeps `img-rm` from removing snapshots while the build uses them.
+    _snapshots_held: fs::File,
     connections: Connections,
     /// Unpacked root filesystems of stages and images that COPY --from reads.
     rootfs_copies: HashMap<String, tempfile::TempDir>,
@@ -86,6 +88,7 @@ impl<'a> Builder<'a> {
         connections: Connections,
     ) -> Result<Builder<'a>> {
         let snapshots = Snapshots::open(store_root)?;
+        let snapshots_held = snapshots.hold()?;
         let work = tempfile::Builder::new()
             .prefix("build-")
             .tempdir_in(snapshots.dir())
@@ -96,6 +99,7 @@ impl<'a> Builder<'a> {
             context,
             cache: Cache::open(store_root)?,
             snapshots,
+            _snapshots_held: snapshots_held,
             connections,
             rootfs_copies: HashMap::new(),
             work,

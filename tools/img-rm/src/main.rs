@@ -11,7 +11,7 @@ use img::digest::Digest;
 use img::document::Descriptor;
 use img::layout::Layout;
 use img::record::{self, ImageRecord, Input};
-use img::{gc, graph, refs, store};
+use img::{gc, graph, refs, snapshot, store};
 use serde_json::{Value, json};
 
 /// Remove images (by reference or digest, as arguments or JSON Lines on stdin) and
@@ -41,11 +41,23 @@ fn main() -> ExitCode {
         if args.prune {
             let layout = Layout::open(store::choose_layout(flag, None)?)?;
             let collected = gc::collect(&layout)?;
-            record::print(&json!({
+            let mut out = json!({
                 "layout": layout.root(),
                 "freedBlobs": collected.removed.len(),
                 "freedBytes": collected.bytes(),
-            }))?;
+            });
+            match snapshot::collect_unused(&layout)? {
+                Some(freed) => {
+                    out["freedSnapshots"] = json!(freed.snapshots);
+                    out["freedSnapshotBytes"] = json!(freed.bytes);
+                }
+                None => {
+                    if snapshot::Snapshots::existing(&store::root()?).is_some() {
+                        eprintln!("img-rm: snapshots are in use by a running container or build: kept");
+                    }
+                }
+            }
+            record::print(&out)?;
             return Ok(ExitCode::SUCCESS);
         }
         cli::require_images::<Args>(
@@ -109,6 +121,10 @@ fn remove_from(path: &std::path::Path, inputs: &[Input], args: &Args) -> Result<
                         freed[i].0 += 1;
                         freed[i].1 += size;
                     }
+                }
+                // Snapshots are a cache: failing to collect them fails nothing.
+                if let Err(e) = snapshot::collect_unused(&layout) {
+                    eprintln!("img-rm: warning: {}", cli::one_line(&e));
                 }
             }
             Err(e) => {

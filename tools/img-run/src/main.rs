@@ -323,8 +323,11 @@ fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path
     let dir = ContainerDir { path: dir, keep: args.keep };
 
     let rootless = !is_root();
+    // Held until the container is gone, so that `img-rm` leaves its snapshots alone.
+    let mut _snapshots_held = None;
     let rootfs = if snapshot::overlay_supported() && !rootless {
         let snaps = snapshot::Snapshots::open(&root)?;
+        _snapshots_held = Some(snaps.hold()?);
         let mut lower = Vec::new();
         for (layer, diff_id) in image.manifest.layers.iter().zip(&diff_ids) {
             lower.push(snaps.ensure(&layout, layer, diff_id)?);
