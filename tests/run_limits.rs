@@ -140,3 +140,57 @@ fn limits_that_cannot_be_applied_are_errors() {
     assert_eq!(code(&out), 125);
     assert!(img_e2e::stderr(&out).contains("--cpus"), "{}", img_e2e::stderr(&out));
 }
+
+#[test]
+fn the_next_run_sweeps_what_a_killed_run_left() {
+    let env = Env::new();
+    let name = format!("killed-{}", std::process::id());
+    let mut child = env
+        .store
+        .command("img-run")
+        .args(["--name", &name, "--memory", "64m", "--init", "bb:1", "sleep", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let memory = cgroup_dir("memory", &name).expect("a memory controller");
+    let dir = env.store.path().join("containers").join(&name);
+    let mut waited = 0;
+    while !memory.join("cgroup.procs").exists() && waited < 200 {
+        std::thread::sleep(Duration::from_millis(20));
+        waited += 1;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // A kept container must survive the sweep.
+    let out = env.run(&["--keep", "--name", "kept", "bb:1", "true"]);
+    img_e2e::assert_success(&out, "img-run --keep");
+
+    child.kill().unwrap(); // SIGKILL: img-run cleans nothing up (its container dies with it)
+    child.wait().unwrap();
+    assert!(dir.is_dir(), "the killed run's directory is there");
+    let mut waited = 0;
+    while std::fs::read_to_string(memory.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+        && waited < 200
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        waited += 1;
+    }
+    assert!(memory.is_dir(), "the killed run's cgroup is there");
+
+    // Its name is free again, and any next run sweeps the leftovers.
+    assert_eq!(env.sh(&["--name", &name], "echo again"), "again\n");
+    assert!(!dir.exists(), "{} was left behind", dir.display());
+    assert!(!memory.exists(), "{} was left behind", memory.display());
+    let other = format!("other-{}", std::process::id());
+    let mut child =
+        env.store.command("img-run").args(["--name", &other, "bb:1", "sleep", "30"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    env.sh(&[], "true");
+    let left: Vec<String> = std::fs::read_dir(env.store.path().join("containers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["kept"], "only the kept container remains");
+}

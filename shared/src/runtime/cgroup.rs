@@ -105,6 +105,12 @@ fn unescape(s: &str) -> String {
     s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
 
+/// Whether `name` is a controller of a v1 hierarchy this process is in.
+fn is_v1_controller(name: &str) -> bool {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    text.lines().any(|l| l.split(':').nth(1).is_some_and(|names| names.split(',').any(|n| n == name)))
+}
+
 /// This process's cgroup path in the v1 hierarchy of `controller` (or v2 with `None`).
 fn own_path(controller: Option<&str>) -> String {
     let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
@@ -120,6 +126,18 @@ fn own_path(controller: Option<&str>) -> String {
         }
     }
     "/".to_string()
+}
+
+/// A container's cgroup in the v2 tree: under `img-run/` at the tree's root.
+fn dir_v2(h: &Hierarchy, id: &str) -> PathBuf {
+    h.mount.join("img-run").join(id)
+}
+
+/// A container's cgroup in a v1 hierarchy: nested under our own, relative to the mount's root.
+fn dir_v1(h: &Hierarchy, controller: &str, id: &str) -> PathBuf {
+    let own = own_path(Some(controller));
+    let rel = own.strip_prefix(h.root.as_str()).unwrap_or(&own).trim_start_matches('/');
+    h.mount.join(rel).join(format!("img-run-{id}"))
 }
 
 fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
@@ -158,15 +176,15 @@ impl Cgroup {
     fn create_v2(&mut self, h: &Hierarchy, id: &str, r: &Resources, wanted: &[&str]) -> Result<()> {
         // Under the tree's root, which may hold processes and enable controllers for children.
         let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
-        let parent = h.mount.join("img-run");
+        let dir = dir_v2(h, id);
+        let parent = dir.parent().expect("under img-run/");
         write(&h.mount, "cgroup.subtree_control", enable.trim())?;
-        match std::fs::create_dir(&parent) {
+        match std::fs::create_dir(parent) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).with_context(|| format!("cgroup: creating {}", parent.display())),
         }
-        write(&parent, "cgroup.subtree_control", enable.trim())?;
-        let dir = parent.join(id);
+        write(parent, "cgroup.subtree_control", enable.trim())?;
         std::fs::create_dir(&dir).with_context(|| format!("cgroup: creating {}", dir.display()))?;
         self.dirs.push(dir.clone());
         for (_, file, value) in settings(r, true) {
@@ -185,10 +203,7 @@ impl Cgroup {
                 made.push((c.to_string(), dir.clone()));
                 continue;
             }
-            // Nested under our own cgroup, relative to this mount's root.
-            let own = own_path(Some(c));
-            let rel = own.strip_prefix(h.root.as_str()).unwrap_or(&own).trim_start_matches('/');
-            let dir = h.mount.join(rel).join(format!("img-run-{id}"));
+            let dir = dir_v1(h, c, id);
             std::fs::create_dir(&dir).with_context(|| format!("cgroup: creating {}", dir.display()))?;
             self.dirs.push(dir.clone());
             made.push((h.mount.to_string_lossy().into_owned(), dir.clone()));
@@ -202,6 +217,22 @@ impl Cgroup {
             write(dir, file, &value)?;
         }
         Ok(())
+    }
+
+    /// Removes the cgroups [`Cgroup::create`] made for container `id` that an img-run killed
+    /// before it could clean up left behind (and kills anything still in them).
+    pub fn remove_leftover(id: &str) {
+        let Ok(all) = hierarchies() else { return };
+        let dirs = all
+            .iter()
+            .filter_map(|h| match h.v2 {
+                true => Some(dir_v2(h, id)),
+                // A v1 hierarchy's mount options list its controllers among others (`rw`).
+                false => h.controllers.iter().find(|c| is_v1_controller(c)).map(|c| dir_v1(h, c, id)),
+            })
+            .filter(|d| d.is_dir())
+            .collect();
+        Cgroup { dirs }.remove();
     }
 
     /// Moves the calling process into the container's cgroups (the child does this itself

@@ -1,12 +1,15 @@
 //! img-run: run a command in a container, from an image in the layout (layers stacked with
 //! overlayfs over per-layer snapshots) or from an OCI runtime bundle.
 
+mod container_dir;
+
 use std::io::{self, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser};
+use container_dir::ContainerDir;
 use img::cli::{self, LayoutArg};
 use img::layout::Layout;
 use img::platform::Platform;
@@ -285,27 +288,6 @@ fn random_id() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// A container's own directory in the store: its writable layer and generated /etc files,
-/// removed when the run ends unless kept.
-struct ContainerDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for ContainerDir {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!(
-                "img-run: kept the container's writable layer in {}",
-                self.path.join("upper").display()
-            );
-            let _ = std::fs::remove_dir_all(self.path.join("work"));
-        } else {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path: &Path) -> Result<i32> {
     // A signal while the rootfs is prepared stops img-run after it has cleaned up (below).
     runtime::signals::block()?;
@@ -315,12 +297,8 @@ fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path
     let image = resolve::image(&layout, name, platform.as_ref())?;
     let diff_ids = image.config.rootfs.as_ref().map(|r| r.diff_ids.clone()).unwrap_or_default();
     let root = store::root()?;
-    let dir = root.join("containers").join(&id);
-    std::fs::create_dir_all(dir.parent().expect("has a parent"))
-        .context("creating the containers directory")?;
-    std::fs::create_dir(&dir)
-        .with_context(|| format!("a container named {id} exists ({})", dir.display()))?;
-    let dir = ContainerDir { path: dir, keep: args.keep };
+    container_dir::sweep(&root.join("containers"));
+    let dir = ContainerDir::create(&root.join("containers"), &id, args.keep)?;
 
     let rootless = !is_root();
     // Held until the container is gone, so that `img-rm` leaves its snapshots alone.
