@@ -710,10 +710,8 @@ impl<'a> Builder<'a> {
         }
         let (uid, gid) = match state.user() {
             Some(user) => {
-                let passwd = read_in_layers(&lower, "etc/passwd").unwrap_or_default();
-                let group = read_in_layers(&lower, "etc/group").unwrap_or_default();
-                let u = img::runtime::user::resolve(&user, &passwd, &group)
-                    .with_context(|| format!("WORKDIR {dir}: USER {user}"))?;
+                let u =
+                    user_in_layers(&lower, &user).with_context(|| format!("WORKDIR {dir}: USER {user}"))?;
                 (u.uid, u.gid)
             }
             None => (0, 0),
@@ -741,10 +739,7 @@ impl<'a> Builder<'a> {
     /// `--chown` names resolved through the stage's /etc/passwd and /etc/group.
     fn resolve_owner(&self, state: &ImageState, spec: &str) -> Result<(u32, u32)> {
         let lower = self.lower_dirs(state)?;
-        let passwd = read_in_layers(&lower, "etc/passwd").unwrap_or_default();
-        let group = read_in_layers(&lower, "etc/group").unwrap_or_default();
-        let user =
-            img::runtime::user::resolve(spec, &passwd, &group).with_context(|| format!("--chown {spec}"))?;
+        let user = user_in_layers(&lower, spec).with_context(|| format!("--chown {spec}"))?;
         // Unlike USER, a --chown without a group takes the uid as gid (Docker's rule).
         let gid = if spec.contains(':') { user.gid } else { user.uid };
         Ok((user.uid, gid))
@@ -868,6 +863,13 @@ fn read_in_layers(lower: &[PathBuf], rel: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// A user (`name`, `uid`, `name:group`, …) resolved through the layers' /etc/passwd and /etc/group.
+fn user_in_layers(lower: &[PathBuf], spec: &str) -> Result<img::runtime::user::ExecUser> {
+    let passwd = read_in_layers(lower, "etc/passwd").unwrap_or_default();
+    let group = read_in_layers(lower, "etc/group").unwrap_or_default();
+    img::runtime::user::resolve(spec, &passwd, &group)
 }
 
 /// Whether a path exists in the image's layers (topmost first), as overlayfs would show it. A
