@@ -220,10 +220,11 @@ impl Cgroup {
     }
 
     /// Removes the cgroups [`Cgroup::create`] made for container `id` that an img-run killed
-    /// before it could clean up left behind (and kills anything still in them).
+    /// before it could clean up left behind. Only empty ones: processes in a cgroup of that
+    /// name belong to a live container (of another store, say), which is not ours to kill.
     pub fn remove_leftover(id: &str) {
         let Ok(all) = hierarchies() else { return };
-        let dirs = all
+        let dirs: Vec<PathBuf> = all
             .iter()
             .filter_map(|h| match h.v2 {
                 true => Some(dir_v2(h, id)),
@@ -232,7 +233,13 @@ impl Cgroup {
             })
             .filter(|d| d.is_dir())
             .collect();
-        Cgroup { dirs }.remove();
+        let empty =
+            |d: &PathBuf| std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty());
+        if dirs.iter().all(empty) {
+            for d in dirs.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
     }
 
     /// Moves the calling process into the container's cgroups (the child does this itself
