@@ -93,7 +93,15 @@ fn capabilities_are_dockers_default() {
     }
     assert_eq!(status_field(&status, "CapInh"), "0000000000000000");
     assert_eq!(status_field(&status, "CapAmb"), "0000000000000000");
-    assert_eq!(status_field(&status, "NoNewPrivs"), "1");
+    // As docker: setuid programs work unless --security-opt no-new-privileges says otherwise.
+    assert_eq!(status_field(&status, "NoNewPrivs"), "0");
+    let nnp = env.sh(&["--security-opt", "no-new-privileges"], "cat /proc/self/status");
+    assert_eq!(status_field(&nnp, "NoNewPrivs"), "1");
+    let unconfined = env.sh(&["--security-opt", "seccomp=unconfined"], "cat /proc/self/status");
+    assert_eq!(status_field(&unconfined, "NoNewPrivs"), "0");
+    let out = env.run(&["--security-opt", "apparmor=docker-default", "bb:1", "true"]);
+    assert_eq!(code(&out), 125);
+    assert!(img_e2e::stderr(&out).contains("not supported"), "{}", img_e2e::stderr(&out));
 
     let added = env.sh(&["--cap-add", "SYS_ADMIN", "--cap-drop", "chown"], "cat /proc/self/status");
     assert_eq!(status_field(&added, "CapEff"), format!("{:016x}", (0xa80425fbu64 | 1 << 21) & !1));

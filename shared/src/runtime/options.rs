@@ -36,6 +36,25 @@ pub struct RunOptions {
     pub cpus: Option<f64>,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
+    /// `--security-opt` entries, docker's spelling.
+    pub security_opt: Vec<String>,
+}
+
+/// Applies `--security-opt` entries: `no-new-privileges[=|:true|false]`, and the docker ones
+/// that turn off confinement img-run does not have (seccomp, AppArmor, SELinux labels).
+fn apply_security_opts(p: &mut super::spec::Process, opts: &[String]) -> Result<()> {
+    for opt in opts {
+        let (key, value) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), "true"));
+        match (key, value) {
+            ("no-new-privileges", "true") => p.no_new_privileges = true,
+            ("no-new-privileges", "false") => p.no_new_privileges = false,
+            ("seccomp" | "apparmor", "unconfined") | ("label", "disable") => {}
+            _ => bail!(
+                "--security-opt {opt}: not supported (img-run has no seccomp, AppArmor or SELinux confinement)"
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Sets `KEY=VALUE` in an environment list, replacing an earlier value of KEY.
@@ -145,6 +164,7 @@ pub fn apply(spec: &mut Spec, opts: &RunOptions, bundle_mode: bool) -> Result<Op
         keep(&mut caps.inheritable, &bounding);
         keep(&mut caps.ambient, &bounding);
     }
+    apply_security_opts(p, &opts.security_opt)?;
     if let Some(h) = &opts.hostname {
         spec.hostname = Some(h.clone());
     }

@@ -269,7 +269,8 @@ impl Spec {
                     ambient: Vec::new(),
                 }),
                 rlimits: Vec::new(),
-                no_new_privileges: true,
+                // As docker: setuid programs (sudo, su) work unless asked otherwise.
+                no_new_privileges: false,
             },
             root: Root::default(),
             hostname: None,

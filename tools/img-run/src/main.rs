@@ -81,6 +81,10 @@ struct Args {
     /// Drop a capability (or ALL)
     #[arg(long, value_name = "CAP")]
     cap_drop: Vec<String>,
+    /// no-new-privileges[=true|false] (seccomp=unconfined, apparmor=unconfined and
+    /// label=disable are accepted: img-run confines with neither)
+    #[arg(long, value_name = "OPT")]
+    security_opt: Vec<String>,
     /// Run a small init as PID 1 that forwards signals and reaps zombies
     #[arg(long)]
     init: bool,
@@ -218,6 +222,7 @@ fn run(args: Args) -> Result<i32> {
         cpus: args.cpus,
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
+        security_opt: args.security_opt.clone(),
     };
     let id = match &args.name {
         Some(n) if valid_name(n) => n.clone(),
