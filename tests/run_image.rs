@@ -175,12 +175,16 @@ fn img_rm_collects_snapshots_no_image_uses_but_never_those_in_use() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Its writable layer is made after the snapshots are held.
     let up = std::time::Instant::now();
-    while std::fs::read_dir(env.store.path().join("containers")).map_or(0, |d| d.count()) == 0 {
+    let started = || {
+        std::fs::read_dir(env.store.path().join("containers"))
+            .is_ok_and(|d| d.flatten().any(|e| e.path().join("upper").is_dir()))
+    };
+    while !started() {
         assert!(up.elapsed() < Duration::from_secs(20), "the container did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(200));
     let out = env.store.run("img-rm", &["--no-gc", "extra:1"], "");
     img_e2e::assert_success(&out, "img-rm --no-gc");
     let out = env.store.run("img-rm", &["--prune"], "");
