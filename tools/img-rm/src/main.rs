@@ -46,16 +46,18 @@ fn main() -> ExitCode {
                 "freedBlobs": collected.removed.len(),
                 "freedBytes": collected.bytes(),
             });
-            match snapshot::collect_unused(&layout)? {
-                Some(freed) => {
+            // Snapshots are a cache: failing to collect them fails nothing.
+            match snapshot::collect_unused(&layout) {
+                Ok(Some(freed)) => {
                     out["freedSnapshots"] = json!(freed.snapshots);
                     out["freedSnapshotBytes"] = json!(freed.bytes);
                 }
-                None => {
+                Ok(None) => {
                     if snapshot::Snapshots::existing(&store::root()?).is_some() {
                         eprintln!("img-rm: snapshots are in use by a running container or build: kept");
                     }
                 }
+                Err(e) => eprintln!("img-rm: warning: {}", cli::one_line(&e)),
             }
             record::print(&out)?;
             return Ok(ExitCode::SUCCESS);
