@@ -590,3 +590,196 @@ fn every_metadata_instruction_lands_in_the_config() {
     assert_eq!(run(&store, "localhost/meta:1", &["cat", "/from-heredoc"]), "line one\n");
     assert_eq!(run(&store, "localhost/meta:1", &[]), "shell form\n");
 }
+
+#[test]
+fn run_ssh_mounts_relay_to_the_forwarded_agent() {
+    use img::test_image::{Entry, Layer};
+    use std::collections::BTreeSet;
+    use std::process::{Child, Command, Stdio};
+
+    for tool in ["ssh-agent", "ssh-add", "ssh-keygen", "ldd"] {
+        img_e2e::require(tool);
+    }
+    /// The test's own ssh-agent, killed even when an assertion fails.
+    struct AgentProcess(Child);
+    impl Drop for AgentProcess {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let keys = tempfile::tempdir().unwrap();
+    let agent_socket = keys.path().join("agent.sock");
+    let _agent = AgentProcess(
+        Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&agent_socket)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting ssh-agent"),
+    );
+    for _ in 0..200 {
+        if agent_socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(agent_socket.exists(), "ssh-agent made no socket");
+    let key = keys.path().join("id");
+    img_e2e::peer(
+        "ssh-keygen",
+        &["-q", "-t", "ed25519", "-N", "", "-C", "img-test", "-f", key.to_str().unwrap()],
+    );
+    let ssh_add = |args: &[&str]| {
+        let out = Command::new("ssh-add").args(args).env("SSH_AUTH_SOCK", &agent_socket).output().unwrap();
+        assert_success(&out, "ssh-add");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ssh_add(&[key.to_str().unwrap()]);
+    let listed = ssh_add(&["-l"]);
+    let fingerprint = listed.split_whitespace().nth(1).expect("ssh-add -l lists the key").to_string();
+    assert!(fingerprint.starts_with("SHA256:"), "{listed}");
+
+    // A base image with an SSH client: busybox, plus ssh-add and what `ldd` says it loads.
+    const CLIENT: &str = "localhost/ssh-client:1";
+    let (store, ctx) = setup();
+    let ldd = img_e2e::peer("ldd", &["/usr/bin/ssh-add"]);
+    let mut files = vec!["/usr/bin/ssh-add".to_string()];
+    files.extend(
+        ldd.lines().filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/'))).map(String::from),
+    );
+    let mut dirs = BTreeSet::new();
+    for file in &files {
+        let mut parent = Path::new(file.trim_start_matches('/')).parent();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(dir.to_str().unwrap().to_string());
+            parent = dir.parent();
+        }
+    }
+    let client_layer = Layer::new(dirs.iter().map(|d| Entry::dir(d)).chain(
+        files.iter().map(|f| Entry::file(f.trim_start_matches('/'), fs::read(f).unwrap()).mode(0o755)),
+    ));
+    let applets: Vec<&str> = COMMON_APPLETS.iter().copied().chain(["test", "stat"]).collect();
+    TestImage::new()
+        .layer(busybox_layer(&applets).unwrap())
+        .layer(client_layer)
+        .build()
+        .write_to(&Layout::open(store.layout()).unwrap(), Some(CLIENT))
+        .unwrap();
+
+    // `--ssh default` takes $SSH_AUTH_SOCK; `gh` names the socket. The first SSH mount of a RUN
+    // is its SSH_AUTH_SOCK; `uid` and `mode` let a user other than root use the agent.
+    let c = ctx.path();
+    fs::write(
+        c.join("Dockerfile"),
+        format!(
+            "FROM {CLIENT}\n\
+             RUN --mount=type=ssh ssh-add -l > /fingerprints && echo \"$SSH_AUTH_SOCK\" > /agent-path\n\
+             RUN --mount=type=ssh,id=gh,target=/tmp/gh.sock,required=true ssh-add -l > /gh-fingerprints\n\
+             USER 1000\n\
+             RUN --mount=type=ssh,uid=1000,mode=0600 ssh-add -l > /home/app/fingerprints \
+                 && stat -c %u:%a \"$SSH_AUTH_SOCK\" > /home/app/agent-owner\n"
+        ),
+    )
+    .unwrap();
+    let gh = format!("gh={}", agent_socket.display());
+    let out = img_e2e::run_with_stdin(
+        store.command("img-build").env("SSH_AUTH_SOCK", &agent_socket).args([
+            "--ssh",
+            "default",
+            "--ssh",
+            &gh,
+            "-t",
+            "localhost/ssh:1",
+            c.to_str().unwrap(),
+        ]),
+        "",
+    );
+    assert_success(&out, "img-build --ssh");
+    let shown = run(
+        &store,
+        "localhost/ssh:1",
+        &[
+            "cat",
+            "/fingerprints",
+            "/agent-path",
+            "/gh-fingerprints",
+            "/home/app/fingerprints",
+            "/home/app/agent-owner",
+        ],
+    );
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.len(), 5, "{shown}");
+    for at in [0, 2, 3] {
+        assert!(lines[at].contains(&fingerprint), "line {at} lists the key {fingerprint}: {shown}");
+    }
+    assert_eq!(lines[1], "/run/buildkit/ssh_agent.0");
+    assert_eq!(lines[4], "1000:600");
+
+    // Neither the proxy sockets nor their mount points are in the layers.
+    let probe =
+        "for p in /run/buildkit /run /tmp/gh.sock; do test -e $p && echo $p present; done; echo checked";
+    assert_eq!(run(&store, "localhost/ssh:1", &["sh", "-c", probe]), "checked\n");
+    let layout = Layout::open(store.layout()).unwrap();
+    let image = resolve::image(&layout, "localhost/ssh:1", None).unwrap();
+    for layer in &image.manifest.layers[2..] {
+        let blob = layout.read_blob(&layer.digest).unwrap();
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(blob.as_slice()));
+        for entry in tar.entries().unwrap() {
+            let path = entry.unwrap().path().unwrap().to_string_lossy().into_owned();
+            assert!(!path.starts_with("run") && !path.contains("gh.sock"), "{path} is in a layer");
+        }
+    }
+
+    // Not forwarded: a required mount fails the build, saying which flag forwards the agent.
+    let out =
+        build(&store, c, &format!("FROM {CLIENT}\nRUN --mount=type=ssh,required=true ssh-add -l\n"), &[]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    let mentions: Vec<&str> = err.lines().filter(|l| l.contains("--ssh")).collect();
+    assert_eq!(
+        mentions,
+        ["img-build: Dockerfile:2: no SSH agent \"default\" forwarded: use img-build --ssh default[=SOCKET]"],
+        "{err}"
+    );
+    // … and an optional one is left out: the command runs without a socket.
+    built(
+        &store,
+        c,
+        &format!(
+            "FROM {CLIENT}\n\
+             RUN --mount=type=ssh test -S /run/buildkit/ssh_agent.0 || echo no-agent > /optional\n"
+        ),
+        &["-t", "localhost/ssh:2"],
+    );
+    assert_eq!(run(&store, "localhost/ssh:2", &["cat", "/optional"]), "no-agent\n");
+
+    // Root's socket (mode 0600 by default) is not for other users.
+    let out = build(
+        &store,
+        c,
+        &format!("FROM {CLIENT}\nUSER 1000\nRUN --mount=type=ssh ssh-add -l\n"),
+        &["--ssh", &format!("default={}", agent_socket.display())],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("Permission denied"), "{}", stderr(&out));
+
+    // Only agent sockets are forwarded, and a bare `--ssh ID` needs $SSH_AUTH_SOCK.
+    let out = build(&store, c, &format!("FROM {CLIENT}\n"), &["--ssh", "default=/etc/passwd"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "img-build: --ssh default=/etc/passwd: /etc/passwd is not an SSH agent socket (key files are not supported)\n"
+    );
+    let out = img_e2e::run_with_stdin(
+        store.command("img-build").env_remove("SSH_AUTH_SOCK").args([
+            "--ssh",
+            "default",
+            c.to_str().unwrap(),
+        ]),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("SSH_AUTH_SOCK is not set"), "{}", stderr(&out));
+}

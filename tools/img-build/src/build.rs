@@ -29,6 +29,7 @@ use crate::instruction::{self, CopySpec, Instruction, Mount, Step};
 use crate::parser;
 use crate::run_step::{self, RunStep};
 use crate::shell;
+use crate::ssh_agent::AgentProxy;
 use crate::stages::{Stage, Stages};
 use crate::state::{ImageState, LayerRef};
 
@@ -46,6 +47,8 @@ pub struct Options {
     pub compression: Compression,
     /// `--secret id=..,src=..`.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--ssh ID[=SOCKET]`: forwarded SSH agents' sockets by id.
+    pub ssh: BTreeMap<String, PathBuf>,
     /// `SOURCE_DATE_EPOCH`: clamps file times and sets every `created`.
     pub source_date_epoch: Option<u64>,
 }
@@ -477,6 +480,12 @@ impl<'a> Builder<'a> {
                 env.push(format!("{k}={v}"));
             }
         }
+        // As BuildKit: the first SSH mount is the step's agent, unless ENV or ARG name one.
+        if let Some(first) = mounts.iter().find(|m| m.kind == "ssh")
+            && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK="))
+        {
+            env.push(format!("SSH_AUTH_SOCK={}", ssh_target(first, 0)));
+        }
         let user = state.user();
         let cwd = state.workdir();
         let mount_keys: Vec<String> = mounts.iter().map(|m| format!("{m:?}")).collect();
@@ -494,23 +503,27 @@ impl<'a> Builder<'a> {
             return Ok(key);
         }
         self.log(stage, &step.text, "");
-        let runtime_mounts = self.run_mounts(mounts, done, stages)?;
-        let lower = self.lower_dirs(state)?;
         let dir = tempfile::Builder::new().prefix("run-").tempdir_in(self.work.path())?;
-        let run = RunStep { argv, env, cwd, user, network_none, mounts: runtime_mounts, lower };
+        let (runtime_mounts, ssh_agents) = self.run_mounts(mounts, dir.path(), done, stages)?;
+        let lower = self.lower_dirs(state)?;
+        let run = RunStep { argv, env, cwd, user, network_none, mounts: runtime_mounts, ssh_agents, lower };
         let upper = run_step::run(&run, dir.path())?;
         self.commit_changes(&upper, &key, state, &created_by)?;
         Ok(key)
     }
 
-    /// `RUN --mount`s as runtime mounts: caches persist in the store between builds.
+    /// `RUN --mount`s as runtime mounts: caches persist in the store between builds; SSH
+    /// mounts bind sockets made in the step's scratch directory `dir`, returned to be served.
     fn run_mounts(
         &mut self,
         mounts: &[Mount],
+        dir: &Path,
         done: &HashMap<usize, StageResult>,
         stages: &Stages,
-    ) -> Result<Vec<RuntimeMount>> {
+    ) -> Result<(Vec<RuntimeMount>, Vec<AgentProxy>)> {
         let mut out = Vec::new();
+        let mut ssh_agents = Vec::new();
+        let mut ssh_index = 0;
         for m in mounts {
             let target = m.target.clone().unwrap_or_default();
             match m.kind.as_str() {
@@ -553,10 +566,27 @@ impl<'a> Builder<'a> {
                     let target = m.target.clone().unwrap_or_else(|| format!("/run/secrets/{id}"));
                     out.push(RuntimeMount::new(&target, "bind", &src.to_string_lossy(), &["rbind", "ro"]));
                 }
+                "ssh" => {
+                    let index = ssh_index;
+                    ssh_index += 1;
+                    let id = m.id.as_deref().unwrap_or("default");
+                    let Some(agent) = self.options.ssh.get(id) else {
+                        if m.required {
+                            bail!("no SSH agent {id:?} forwarded: use img-build --ssh {id}[=SOCKET]");
+                        }
+                        continue;
+                    };
+                    let socket = dir.join(format!("ssh_agent.{index}.sock"));
+                    let (uid, gid, mode) = (m.uid.unwrap_or(0), m.gid.unwrap_or(0), m.mode.unwrap_or(0o600));
+                    let proxy = AgentProxy::bind(socket, agent, uid, gid, mode)?;
+                    let source = proxy.socket().to_string_lossy().into_owned();
+                    out.push(RuntimeMount::new(&ssh_target(m, index), "bind", &source, &["rbind", "ro"]));
+                    ssh_agents.push(proxy);
+                }
                 other => bail!("RUN --mount=type={other} is not supported"),
             }
         }
-        Ok(out)
+        Ok((out, ssh_agents))
     }
 
     /// An unpacked root filesystem of a stage (by name or index) or an image, for COPY --from
@@ -839,6 +869,11 @@ fn run_argv(state: &ImageState, command: &instruction::Command, heredocs: &[pars
         }
     }
     argv
+}
+
+/// Where the `index`th SSH mount of a RUN (from 0) appears in the container.
+fn ssh_target(mount: &Mount, index: usize) -> String {
+    mount.target.clone().unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{index}"))
 }
 
 fn write_heredoc(staging: &Path, target: &str, content: &str, attrs: Attributes) -> Result<()> {

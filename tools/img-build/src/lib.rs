@@ -10,5 +10,6 @@ pub mod instruction;
 pub mod parser;
 pub mod run_step;
 pub mod shell;
+pub mod ssh_agent;
 pub mod stages;
 pub mod state;

@@ -64,6 +64,9 @@ struct Args {
     /// Make a secret available to `RUN --mount=type=secret` (`id=NAME,src=FILE`)
     #[arg(long = "secret", value_name = "id=NAME,src=FILE")]
     secrets: Vec<String>,
+    /// Forward an SSH agent to `RUN --mount=type=ssh` (repeatable): `default` is $SSH_AUTH_SOCK
+    #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
+    ssh: Vec<String>,
     /// The build context: a directory, or `-` for a tar on stdin
     context: String,
 }
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
             pull: args.pull,
             compression: args.compression,
             secrets: secrets(&args.secrets)?,
+            ssh: ssh_agents(&args.ssh)?,
             source_date_epoch: source_date_epoch()?,
         };
         let platform = options.platform.to_string();
@@ -201,6 +205,34 @@ fn secrets(items: &[String]) -> Result<BTreeMap<String, PathBuf>> {
             bail!("--secret {id}: {} is not a file", src.display());
         }
         out.insert(id, std::fs::canonicalize(src)?);
+    }
+    Ok(out)
+}
+
+/// `--ssh ID[=SOCKET]`: agent sockets by id; without a socket, the caller's `$SSH_AUTH_SOCK`.
+fn ssh_agents(items: &[String]) -> Result<BTreeMap<String, PathBuf>> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = BTreeMap::new();
+    for item in items {
+        let (id, socket) = match item.split_once('=') {
+            Some((id, socket)) => (id, PathBuf::from(socket)),
+            None => match std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
+                Some(socket) => (item.as_str(), PathBuf::from(socket)),
+                None => bail!(
+                    "--ssh {item}: SSH_AUTH_SOCK is not set (give the agent's socket: --ssh {item}=SOCKET)"
+                ),
+            },
+        };
+        if id.is_empty() || socket.as_os_str().is_empty() {
+            bail!("--ssh {item:?}: expected ID[=SOCKET]");
+        }
+        let shown = socket.display();
+        let meta = std::fs::metadata(&socket).with_context(|| format!("--ssh {id}={shown}"))?;
+        if !meta.file_type().is_socket() {
+            bail!("--ssh {id}={shown}: {shown} is not an SSH agent socket (key files are not supported)");
+        }
+        let socket = std::fs::canonicalize(&socket).with_context(|| format!("--ssh {id}={shown}"))?;
+        out.insert(id.to_string(), socket);
     }
     Ok(out)
 }

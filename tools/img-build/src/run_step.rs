@@ -12,7 +12,9 @@ use img::runtime::options;
 use img::runtime::spec::{Mount, Spec};
 use img::runtime::{self, Container, Outcome, Rootfs};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork};
+use nix::unistd::{ForkResult, Pid, fork};
+
+use crate::ssh_agent::{self, AgentProxy};
 
 /// One RUN step, ready to go.
 pub struct RunStep {
@@ -21,8 +23,10 @@ pub struct RunStep {
     pub cwd: String,
     pub user: Option<String>,
     pub network_none: bool,
-    /// Extra mounts (cache, bind, tmpfs, secret).
+    /// Extra mounts (cache, bind, tmpfs, secret, ssh).
     pub mounts: Vec<Mount>,
+    /// The sockets `mounts` binds for `--mount=type=ssh`, served while the command runs.
+    pub ssh_agents: Vec<AgentProxy>,
     /// Layer snapshots, topmost first.
     pub lower: Vec<PathBuf>,
 }
@@ -64,8 +68,9 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
         interactive: false,
     };
 
-    // SAFETY: img-build runs no other threads while a step runs (layer work is joined before),
-    // so the child may allocate; it leaves through _exit.
+    // SAFETY: img-build runs no other threads while a step runs (layer work is joined before;
+    // the SSH agent relays start after the fork and are joined before this returns), so the
+    // child may allocate; it leaves through _exit.
     let status = match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
             let code = match runtime::run(&container) {
@@ -82,15 +87,7 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
             // SAFETY: ends the child without running the parent's destructors.
             unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => loop {
-            match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, code)) => break code,
-                Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
-                Ok(_) => continue,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e).context("waiting for the RUN step"),
-            }
-        },
+        ForkResult::Parent { child } => ssh_agent::serve_while(&step.ssh_agents, || wait_for(child))?,
     };
     if status != 0 {
         bail!("the command {:?} returned a non-zero code: {status}", step.argv.join(" "));
@@ -102,6 +99,18 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
         .collect();
     remove_mount_stubs(&upper, &lower, &stubs)?;
     Ok(upper)
+}
+
+/// The exit status of the step's child (128+N if killed by signal N).
+fn wait_for(child: Pid) -> Result<i32> {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("waiting for the RUN step"),
+        }
+    }
 }
 
 /// Removes empty files and directories the runtime created as mount points (they are in no

@@ -76,7 +76,7 @@ fn unpack_image(args: &Args, layout: &Layout, image: resolve::Image) -> Result<V
         None => store::root()?.join("bundles").join(default_name(&image)),
     };
     let rootfs = if args.rootfs_only { dest.clone() } else { dest.join("rootfs") };
-    let record = image_record(&layout, &image);
+    let record = image_record(layout, &image);
     let output = json!({
         "bundle": if args.rootfs_only { Value::Null } else { json!(dest) },
         "rootfs": rootfs,
@@ -105,7 +105,7 @@ fn unpack_image(args: &Args, layout: &Layout, image: resolve::Image) -> Result<V
         &tmp_rootfs,
         Options { whiteouts: Whiteouts::Delete, owners: Owners::for_current_user() },
     )?;
-    layer::unpack::apply_layers(&layout, &image.manifest.layers, &diff_ids, &mut applier)?;
+    layer::unpack::apply_layers(layout, &image.manifest.layers, &diff_ids, &mut applier)?;
     // The config is made before directories get their final modes, so that a failure here
     // (say, a user missing from /etc/passwd) leaves a tree a rootless user can still remove.
     let config = if args.rootfs_only {
