@@ -295,6 +295,32 @@ fn long_names_gnu_and_pax_and_non_utf8_names() {
 }
 
 #[test]
+fn libarchive_xattr_records_as_bsdtar_writes_them() {
+    // bsdtar writes each xattr twice: SCHILY raw, LIBARCHIVE with the name percent-encoded and
+    // the value in base64. Alone, the LIBARCHIVE record counts; beside a SCHILY one, SCHILY wins.
+    let tar = RawTar::new()
+        .pax(&[("LIBARCHIVE.xattr.user.only%3Dlibarchive", b"dmFsdWU=")])
+        .file(b"only", b"x")
+        .pax(&[("LIBARCHIVE.xattr.user.both", b"bGli"), ("SCHILY.xattr.user.both", b"schily")])
+        .file(b"both", b"y")
+        .finish();
+    let store = Store::new();
+    rawtar::write_image(&store.layout(), "test:1", &[tar], false, json!({}));
+    let t = run_unpack(store, &["--rootfs-only"]).tree();
+    assert_eq!(t["only"].xattrs["user.only=libarchive"], b"value");
+    assert_eq!(t["both"].xattrs["user.both"], b"schily");
+    assert_eq!(t["both"].xattrs.len(), 1);
+
+    let bad = RawTar::new().pax(&[("LIBARCHIVE.xattr.user.b", b"not base64!")]).file(b"bad", b"z").finish();
+    let store = Store::new();
+    rawtar::write_image(&store.layout(), "test:1", &[bad], false, json!({}));
+    assert_fails(
+        &run_unpack(store, &["--rootfs-only"]),
+        "the LIBARCHIVE.xattr record of user.b is not base64",
+    );
+}
+
+#[test]
 fn every_compression_and_media_type() {
     let layers = || {
         [Layer::new([Entry::file("one", "1")]), Layer::new([Entry::file("two", "2"), Entry::whiteout("one")])]

@@ -30,6 +30,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 
@@ -265,17 +266,30 @@ impl Applier {
             mtime: Timespec { tv_sec: h.mtime()? as i64, tv_nsec: 0 },
             xattrs: Vec::new(),
         };
+        // bsdtar's form of an xattr (name percent-encoded, value base64), taken when there is
+        // no SCHILY record of the same name (bsdtar writes both).
+        let mut libarchive = Vec::new();
         if let Some(pax) = e.pax_extensions()? {
             for ext in pax {
                 let ext = ext?;
                 let key = ext.key_bytes();
                 if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
                     meta.xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                } else if let Some(name) = key.strip_prefix(b"LIBARCHIVE.xattr.") {
+                    let value = base64::engine::general_purpose::STANDARD.decode(ext.value_bytes()).map_err(
+                        |_| anyhow!("the LIBARCHIVE.xattr record of {} is not base64", show(name)),
+                    )?;
+                    libarchive.push((percent_decode(name), value));
                 } else if key == b"mtime"
                     && let Some(t) = parse_pax_time(ext.value_bytes())
                 {
                     meta.mtime = t;
                 }
+            }
+        }
+        for (name, value) in libarchive {
+            if !meta.xattrs.iter().any(|(n, _)| *n == name) {
+                meta.xattrs.push((name, value));
             }
         }
         Ok(meta)
@@ -825,6 +839,26 @@ pub fn remove_dir_tree(path: &Path) -> Result<()> {
     remove_tree(dirfd.as_fd(), std::os::unix::ffi::OsStrExt::as_bytes(name), true)
 }
 
+/// `%XX` escapes decoded (libarchive's encoding of xattr names in PAX keys).
+fn percent_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let hex = s.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (s[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 fn remove_tree(dirfd: BorrowedFd<'_>, name: &[u8], rootless: bool) -> Result<()> {
     match rustix::fs::unlinkat(dirfd, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => return Ok(()),
@@ -869,6 +903,12 @@ mod tests {
         assert_eq!(rootless_owner(0, 0), b"");
         assert_eq!(rootless_owner(1000, 0), [0x08, 0xe8, 0x07, 0x10, 0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert_eq!(rootless_owner(0, 42), [0x08, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x10, 42]);
+    }
+
+    #[test]
+    fn decodes_percent_escapes() {
+        assert_eq!(percent_decode(b"user.a%3Db%25"), b"user.a=b%");
+        assert_eq!(percent_decode(b"user.%zz%4"), b"user.%zz%4");
     }
 
     #[test]
