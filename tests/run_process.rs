@@ -298,3 +298,44 @@ fn tty_has_the_callers_window_size_and_restores_its_mode() {
     assert_eq!(before.c_lflag, after.c_lflag, "the caller's terminal mode was not restored");
     assert_eq!(before.c_iflag, after.c_iflag);
 }
+
+#[test]
+fn docker_run_flags_people_type_by_habit() {
+    let env = Env::new();
+    // --rm is what img-run always does; -p is discarded with a warning (host network).
+    let out = env.run(&["--rm", "-p", "8080:80", "bb:1", "echo", "ran"]);
+    img_e2e::assert_success(&out, "img-run --rm -p");
+    assert_eq!(stdout(&out), "ran\n");
+    assert!(img_e2e::stderr(&out).contains("published ports are discarded"), "{}", img_e2e::stderr(&out));
+    let left: Vec<_> = env.store.path().join("containers").read_dir().unwrap().collect();
+    assert!(left.is_empty(), "the container's directory and lock file are gone: {left:?}");
+
+    // --ulimit sets soft and hard limits; a later one of the same name wins.
+    let limits =
+        env.sh(&["--ulimit", "nofile=64:128", "--ulimit", "nproc=50"], "ulimit -n; ulimit -Hn; ulimit -u");
+    assert_eq!(limits, "64\n128\n50\n");
+    let limits = env.sh(&["--ulimit", "nofile=1:1", "--ulimit", "nofile=70:80"], "ulimit -n; ulimit -Hn");
+    assert_eq!(limits, "70\n80\n");
+
+    // --add-host lines land in /etc/hosts, IPv6 too.
+    let hosts = env.sh(&["--add-host", "db:10.1.2.3", "--add-host", "v6:::1"], "grep -E 'db|v6' /etc/hosts");
+    assert_eq!(hosts, "10.1.2.3\tdb\n::1\tv6\n");
+    let none = env.sh(&["--network", "none", "--add-host", "db=10.9.9.9"], "grep db /etc/hosts");
+    assert_eq!(none, "10.9.9.9\tdb\n");
+
+    // What cannot be done is refused in one line, and nothing runs.
+    for (args, message) in [
+        (&["--ulimit", "nofile=9:1"][..], "soft limit is above the hard one"),
+        (&["--ulimit", "files=1"], "unknown limit"),
+        (&["--add-host", "db:host-gateway"], "not an IP address"),
+        (&["-d"], "--detach is not supported"),
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["bb:1", "echo", "ran"]);
+        let out = env.run(&all);
+        assert_eq!(code(&out), 125, "{args:?}");
+        let err = img_e2e::stderr(&out);
+        assert!(err.contains(message) && err.lines().count() == 1, "{args:?}: {err}");
+        assert_eq!(stdout(&out), "", "{args:?}");
+    }
+}

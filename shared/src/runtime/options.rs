@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 
 use super::capabilities;
 use super::spec::{Cpu, Memory, Mount, Pids, Spec};
@@ -38,6 +38,61 @@ pub struct RunOptions {
     pub cap_drop: Vec<String>,
     /// `--security-opt` entries, docker's spelling.
     pub security_opt: Vec<String>,
+    /// `--ulimit NAME=SOFT[:HARD]` entries.
+    pub ulimits: Vec<String>,
+}
+
+/// `--ulimit NAME=SOFT[:HARD]` (docker's names: nofile, nproc, core, …; -1 or `unlimited` for
+/// no limit) as an rlimit of the spec.
+pub fn parse_ulimit(text: &str) -> Result<super::spec::Rlimit> {
+    let bad = || anyhow!("--ulimit {text}: expected NAME=SOFT[:HARD], e.g. nofile=1024:2048");
+    let (name, limits) = text.split_once('=').ok_or_else(bad)?;
+    const NAMES: [&str; 15] = [
+        "as",
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+    ];
+    if !NAMES.contains(&name) && name != "stack" {
+        bail!("--ulimit {text}: unknown limit {name:?}");
+    }
+    let value = |v: &str| match v {
+        "-1" | "unlimited" => Ok(u64::MAX),
+        v => v.parse::<u64>().map_err(|_| bad()),
+    };
+    let (soft, hard) = match limits.split_once(':') {
+        Some((soft, hard)) => (value(soft)?, value(hard)?),
+        None => (value(limits)?, value(limits)?),
+    };
+    if soft > hard {
+        bail!("--ulimit {text}: the soft limit is above the hard one");
+    }
+    Ok(super::spec::Rlimit { kind: format!("RLIMIT_{}", name.to_uppercase()), soft, hard })
+}
+
+/// `--add-host HOST:IP` (or `HOST=IP`) as a line of /etc/hosts.
+pub fn parse_add_host(text: &str) -> Result<String> {
+    let (host, ip) =
+        text.split_once(['=', ':']).ok_or_else(|| anyhow!("--add-host {text}: expected HOST:IP"))?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = ip.parse().map_err(|_| {
+        anyhow!("--add-host {text}: {ip:?} is not an IP address (host-gateway is not supported)")
+    })?;
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        bail!("--add-host {text}: invalid host name {host:?}");
+    }
+    Ok(format!("{ip}\t{host}\n"))
 }
 
 /// Applies `--security-opt` entries: `no-new-privileges[=|:true|false]`, and the docker ones
@@ -165,6 +220,11 @@ pub fn apply(spec: &mut Spec, opts: &RunOptions, bundle_mode: bool) -> Result<Op
         keep(&mut caps.ambient, &bounding);
     }
     apply_security_opts(p, &opts.security_opt)?;
+    for u in &opts.ulimits {
+        let limit = parse_ulimit(u)?;
+        p.rlimits.retain(|r| r.kind != limit.kind);
+        p.rlimits.push(limit);
+    }
     if let Some(h) = &opts.hostname {
         spec.hostname = Some(h.clone());
     }
@@ -244,14 +304,21 @@ pub fn add_etc_files(
     hostname: &str,
     network_none: bool,
     read_only: bool,
+    extra_hosts: &[String],
 ) -> Result<()> {
-    let hosts = if network_none {
+    let mut hosts = if network_none {
         format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     } else {
         std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| {
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string()
         })
     };
+    if !hosts.ends_with('\n') && !hosts.is_empty() {
+        hosts.push('\n');
+    }
+    for h in extra_hosts {
+        hosts.push_str(&parse_add_host(h)?);
+    }
     let resolv = if network_none {
         String::new()
     } else {
@@ -285,6 +352,20 @@ mod tests {
         };
         apply_image_config(&mut spec, cfg, &opts);
         spec.process.args
+    }
+
+    #[test]
+    fn ulimits_and_extra_hosts_as_docker_spells_them() {
+        let l = parse_ulimit("nofile=1024:2048").unwrap();
+        assert_eq!((l.kind.as_str(), l.soft, l.hard), ("RLIMIT_NOFILE", 1024, 2048));
+        let l = parse_ulimit("core=-1").unwrap();
+        assert_eq!((l.soft, l.hard), (u64::MAX, u64::MAX));
+        assert!(parse_ulimit("nofile=3:2").is_err() && parse_ulimit("bogus=1").is_err());
+        assert!(parse_ulimit("nofile").is_err() && parse_ulimit("nofile=x").is_err());
+        assert_eq!(parse_add_host("db:10.0.0.2").unwrap(), "10.0.0.2\tdb\n");
+        assert_eq!(parse_add_host("v6:::1").unwrap(), "::1\tv6\n");
+        assert_eq!(parse_add_host("eq=[fe80::1]").unwrap(), "fe80::1\teq\n");
+        assert!(parse_add_host("db").is_err() && parse_add_host("db:host-gateway").is_err());
     }
 
     #[test]

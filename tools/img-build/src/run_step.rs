@@ -55,7 +55,7 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
     if step.network_none {
         spec.set_namespace("network", true);
     }
-    options::add_etc_files(&mut spec, dir, "img-build", step.network_none, true)?;
+    options::add_etc_files(&mut spec, dir, "img-build", step.network_none, true, &[])?;
     spec.mounts.extend(step.mounts.iter().cloned());
     let container = Container {
         id: format!("build-{}", std::process::id()),

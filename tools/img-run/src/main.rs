@@ -85,6 +85,21 @@ struct Args {
     /// label=disable are accepted: img-run confines with neither)
     #[arg(long, value_name = "OPT")]
     security_opt: Vec<String>,
+    /// A resource limit, NAME=SOFT[:HARD] (nofile, nproc, core, …; -1 for none)
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    ulimit: Vec<String>,
+    /// Add a line to /etc/hosts (HOST:IP)
+    #[arg(long, value_name = "HOST:IP")]
+    add_host: Vec<String>,
+    /// Accepted for docker's sake: the container is always removed when it ends (unless --keep)
+    #[arg(long, conflicts_with = "keep")]
+    rm: bool,
+    /// Ignored with a warning: the container uses the host's network, so its ports are the host's
+    #[arg(short = 'p', long, value_name = "PORTS")]
+    publish: Vec<String>,
+    /// Not supported (img-run stays in the foreground); refused with a clear error
+    #[arg(short = 'd', long)]
+    detach: bool,
     /// Run a small init as PID 1 that forwards signals and reaps zombies
     #[arg(long)]
     init: bool,
@@ -223,7 +238,18 @@ fn run(args: Args) -> Result<i32> {
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
         security_opt: args.security_opt.clone(),
+        ulimits: args.ulimit.clone(),
     };
+    if args.detach {
+        bail!(
+            "--detach is not supported: img-run stays in the foreground (run it with `&` or a service manager)"
+        );
+    }
+    if !args.publish.is_empty() {
+        eprintln!(
+            "img-run: warning: published ports are discarded: the container uses the host's network (or none)"
+        );
+    }
     let id = match &args.name {
         Some(n) if valid_name(n) => n.clone(),
         Some(n) => bail!("invalid container name {n:?}: use letters, digits, '_', '.', '-'"),
@@ -231,6 +257,9 @@ fn run(args: Args) -> Result<i32> {
     };
     match target(args.target.as_deref())? {
         Target::Bundle(dir) => {
+            if !args.add_host.is_empty() {
+                bail!("--add-host applies to images: a bundle brings its own /etc/hosts");
+            }
             let dir = std::path::absolute(&dir).context("the bundle's path")?;
             let mut spec = Spec::load(&dir)?;
             let user = options::apply(&mut spec, &opts, true)?;
@@ -355,7 +384,7 @@ fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path
     spec.hostname = Some(hostname.clone());
     options::set_env(&mut spec.process.env, &format!("HOSTNAME={hostname}"));
     let cli_user = options::apply(&mut spec, opts, false)?;
-    options::add_etc_files(&mut spec, &dir.path, &hostname, network_none, false)?;
+    options::add_etc_files(&mut spec, &dir.path, &hostname, network_none, false, &args.add_host)?;
     let c = Container {
         id,
         spec,
