@@ -323,9 +323,14 @@ fn docker_run_flags_people_type_by_habit() {
     let none = env.sh(&["--network", "none", "--add-host", "db=10.9.9.9"], "grep db /etc/hosts");
     assert_eq!(none, "10.9.9.9\tdb\n");
 
+    // --group-add: gids or names of the container's /etc/group, after the user's own groups.
+    assert_eq!(env.sh(&["--group-add", "4242", "--group-add", "audio"], "id -G"), "0 29 4242\n");
+    assert_eq!(env.sh(&["-u", "app", "--group-add", "nogroup"], "id -G"), "1000 10 29 65534\n");
+
     // What cannot be done is refused in one line, and nothing runs.
     for (args, message) in [
-        (&["--ulimit", "nofile=9:1"][..], "soft limit is above the hard one"),
+        (&["--group-add", "nosuchgroup"][..], "unable to find group nosuchgroup"),
+        (&["--ulimit", "nofile=9:1"], "soft limit is above the hard one"),
         (&["--ulimit", "files=1"], "unknown limit"),
         (&["--add-host", "db:host-gateway"], "not an IP address"),
         (&["-d"], "--detach is not supported"),

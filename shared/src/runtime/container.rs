@@ -32,6 +32,8 @@ pub struct Container {
     pub bundle: PathBuf,
     /// docker's `-u user[:group]`, resolved in the container; else the spec's numeric ids.
     pub user: Option<String>,
+    /// docker's `--group-add`: more groups (gids, or names in the container's /etc/group).
+    pub group_add: Vec<String>,
     /// A reaper as PID 1 (`--init`).
     pub init: bool,
     /// A pseudo-terminal (`-t`).
@@ -286,7 +288,7 @@ fn prepare(c: &Container, s: &ChildSetup) -> Result<super::spec::Process> {
         nix::unistd::sethostname(h).context("setting the hostname")?;
     }
     let mut process = c.spec.process.clone();
-    process::resolve_user(&mut process, c.user.as_deref(), rootless)?;
+    process::resolve_user(&mut process, c.user.as_deref(), &c.group_add, rootless)?;
     process::make_cwd(&process.cwd)?;
     match s.pty_sock {
         Some(sock) => {

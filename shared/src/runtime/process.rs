@@ -33,13 +33,27 @@ pub const NOT_FOUND: i32 = 127;
 
 /// The user switch: from a docker-style `user[:group]` to resolve in the container, or the
 /// spec's numeric ids.
-pub fn resolve_user(process: &mut Process, name: Option<&str>, userns: bool) -> Result<()> {
+pub fn resolve_user(
+    process: &mut Process,
+    name: Option<&str>,
+    group_add: &[String],
+    userns: bool,
+) -> Result<()> {
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    if !group_add.is_empty() && userns {
+        bail!("--group-add: a rootless container has no other groups to add");
+    }
+    for g in group_add {
+        let gid = user::group_id(g, &group).context("--group-add")?;
+        if !process.user.additional_gids.contains(&gid) {
+            process.user.additional_gids.push(gid);
+        }
+    }
     let Some(name) = name else {
         set_home(process, None);
         return Ok(());
     };
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     let u = user::resolve(name, &passwd, &group)?;
     if userns && (u.uid != 0 || u.gid != 0) {
         bail!("user {name:?}: a rootless container maps only root (uid 0) to the invoking user");
@@ -49,6 +63,12 @@ pub fn resolve_user(process: &mut Process, name: Option<&str>, userns: bool) -> 
     // As docker does: the primary group first, then the groups that list the user.
     let mut groups = vec![u.gid];
     groups.extend(u.groups.into_iter().filter(|g| *g != u.gid));
+    // ... then those of --group-add.
+    for gid in std::mem::take(&mut process.user.additional_gids) {
+        if !groups.contains(&gid) {
+            groups.push(gid);
+        }
+    }
     process.user.additional_gids = if userns { Vec::new() } else { groups };
     set_home(process, Some(&u.home));
     Ok(())

@@ -47,6 +47,17 @@ fn group_entries(group: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> {
     })
 }
 
+/// A group of `--group-add`: a gid, or a name in the container's /etc/group.
+pub fn group_id(spec: &str, group: &str) -> Result<u32> {
+    if let Some(gid) = numeric(spec) {
+        return Ok(gid);
+    }
+    match group_entries(group).find(|(name, _, _)| *name == spec) {
+        Some((_, gid, _)) => Ok(gid),
+        None => bail!("unable to find group {spec}: no matching entries in group file"),
+    }
+}
+
 fn numeric(s: &str) -> Option<u32> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -63,6 +63,7 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
         rootfs: Rootfs::Overlay { lower: lower.clone(), upper: upper.clone(), work, target },
         bundle: dir.to_path_buf(),
         user: step.user.clone(),
+        group_add: Vec::new(),
         init: false,
         tty: false,
         interactive: false,

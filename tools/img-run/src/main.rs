@@ -85,6 +85,9 @@ struct Args {
     /// label=disable are accepted: img-run confines with neither)
     #[arg(long, value_name = "OPT")]
     security_opt: Vec<String>,
+    /// Add a supplementary group (a gid, or a name in the container's /etc/group)
+    #[arg(long, value_name = "GROUP")]
+    group_add: Vec<String>,
     /// A resource limit, NAME=SOFT[:HARD] (nofile, nproc, core, …; -1 for none)
     #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     ulimit: Vec<String>,
@@ -271,6 +274,7 @@ fn run(args: Args) -> Result<i32> {
                 rootfs: Rootfs::Dir(rootfs),
                 bundle: dir,
                 user,
+                group_add: args.group_add.clone(),
                 init: args.init,
                 tty,
                 interactive: args.interactive,
@@ -391,6 +395,7 @@ fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path
         rootfs,
         bundle: dir.path.clone(),
         user: cli_user.or(image_user),
+        group_add: args.group_add.clone(),
         init: args.init,
         tty: args.tty,
         interactive: args.interactive,
