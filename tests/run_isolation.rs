@@ -234,3 +234,41 @@ fn only_stdio_reaches_the_container() {
     assert_eq!(lines.collect::<Vec<_>>(), ["rc=125"], "{text}");
     assert!(img_e2e::stderr(&out).contains("working directory"), "{}", img_e2e::stderr(&out));
 }
+
+#[test]
+fn devices_and_privileged_as_docker_gives_them() {
+    let env = Env::new();
+    // --device: the host's node, under its own name or another.
+    let out = env.sh(
+        &["--device", "/dev/loop-control", "--device", "/dev/null:/dev/other-null"],
+        "stat -c '%F %t:%T' /dev/loop-control /dev/other-null; echo gone > /dev/other-null && echo wrote",
+    );
+    assert_eq!(out, "character special file a:ed\ncharacter special file 1:3\nwrote\n");
+    // Without it, no such node; a path that is no device is refused in one line.
+    assert_eq!(env.sh(&[], "test -e /dev/loop-control && echo there || echo absent"), "absent\n");
+    let out = env.run(&["--device", "/etc/hostname", "bb:1", "true"]);
+    assert_eq!(code(&out), 125);
+    assert!(img_e2e::stderr(&out).contains("not a device"), "{}", img_e2e::stderr(&out));
+
+    // --privileged: every capability the kernel has, host devices, nothing masked, mounts allowed.
+    // (Those img-run itself may grant: its own bounding set, which on these VMs lacks one.)
+    let own = status_field(&std::fs::read_to_string("/proc/self/status").unwrap(), "CapBnd");
+    let all = own.to_string();
+    let status = env.sh(&["--privileged"], "cat /proc/self/status");
+    assert_eq!(status_field(&status, "CapEff"), all);
+    assert_eq!(status_field(&status, "CapBnd"), all);
+    let out = env.sh(
+        &["--privileged"],
+        "test -c /dev/loop-control && echo devices; grep -c ' /proc/timer_list ' /proc/self/mountinfo; \
+         grep ' /sys ' /proc/self/mountinfo | grep -q ' rw,' && echo sys-rw; \
+         mkdir -p /mnt/t && mount -t tmpfs none /mnt/t && echo mounted",
+    );
+    assert_eq!(out, "devices\n0\nsys-rw\nmounted\n");
+    // Unprivileged, /proc/timer_list is masked and mounting is refused.
+    let out = env.sh(&[], "grep -c ' /proc/timer_list ' /proc/self/mountinfo; mkdir -p /mnt/t; mount -t tmpfs none /mnt/t 2>/dev/null || echo refused");
+    assert_eq!(out, "1\nrefused\n");
+    // --cap-drop still narrows --privileged.
+    let status = env.sh(&["--privileged", "--cap-drop", "SYS_ADMIN"], "cat /proc/self/status");
+    let own = u64::from_str_radix(&own, 16).unwrap();
+    assert_eq!(status_field(&status, "CapEff"), format!("{:016x}", own & !(1 << 21)));
+}

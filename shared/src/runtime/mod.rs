@@ -7,6 +7,7 @@
 pub mod capabilities;
 pub mod cgroup;
 pub mod container;
+pub mod devices;
 pub mod mounts;
 pub mod namespaces;
 pub mod options;

@@ -296,10 +296,15 @@ pub fn setup(spec: &Spec, rootfs: &Rootfs, bundle: &Path, cx: Isolation) -> Resu
     }
 
     let mut devices = Vec::new();
+    // The spec's own devices: bound from the host's same path where mknod is not allowed.
+    let mut extra_devices = Vec::new();
     if cx.userns {
         for (name, _, _) in DEVICES {
             let host = Path::new("/dev").join(name);
             devices.push(Prepared { fd: open_tree(&host, false)?, is_dir: false });
+        }
+        for d in &spec.linux.devices {
+            extra_devices.push(Some(Prepared { fd: open_tree(Path::new(&d.path), false)?, is_dir: false }));
         }
     }
     pivot(root)?;
@@ -334,6 +339,18 @@ pub fn setup(spec: &Spec, rootfs: &Rootfs, bundle: &Path, cx: Isolation) -> Resu
     }
     if dev_is_tmpfs {
         populate_dev(&devices)?;
+    }
+    for (i, d) in spec.linux.devices.iter().enumerate() {
+        let dest = container_path(&d.path)?;
+        match extra_devices.get_mut(i).and_then(Option::take) {
+            Some(p) => move_mount(&p.fd, &make_target(&dest, false)?)?,
+            None => {
+                let parent = dest.parent().unwrap_or(Path::new("/"));
+                let parent = make_target(parent, true)?;
+                let name = dest.file_name().context("a device path names a file")?;
+                super::devices::make(d, &parent.join(name))?;
+            }
+        }
     }
     for p in &spec.linux.masked_paths {
         mask(Path::new(p))?;

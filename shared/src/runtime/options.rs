@@ -40,6 +40,10 @@ pub struct RunOptions {
     pub security_opt: Vec<String>,
     /// `--ulimit NAME=SOFT[:HARD]` entries.
     pub ulimits: Vec<String>,
+    /// `--device HOST[:CONTAINER[:PERMISSIONS]]` entries.
+    pub devices: Vec<String>,
+    /// `--privileged`: every capability and host device, nothing masked, /sys writable.
+    pub privileged: bool,
 }
 
 /// `--ulimit NAME=SOFT[:HARD]` (docker's names: nofile, nproc, core, …; -1 or `unlimited` for
@@ -93,6 +97,14 @@ pub fn parse_add_host(text: &str) -> Result<String> {
         bail!("--add-host {text}: invalid host name {host:?}");
     }
     Ok(format!("{ip}\t{host}\n"))
+}
+
+/// Adds devices to the spec, each replacing one of the same path.
+fn add_devices(spec: &mut Spec, devices: Vec<super::spec::Device>) {
+    for d in devices {
+        spec.linux.devices.retain(|x| x.path != d.path);
+        spec.linux.devices.push(d);
+    }
 }
 
 /// Applies `--security-opt` entries: `no-new-privileges[=|:true|false]`, and the docker ones
@@ -208,6 +220,15 @@ pub fn apply(spec: &mut Spec, opts: &RunOptions, bundle_mode: bool) -> Result<Op
         }
         p.cwd = w.clone();
     }
+    // --privileged first, so that --cap-drop still narrows it.
+    if opts.privileged
+        && let Some(caps) = p.capabilities.as_mut()
+    {
+        let all = capabilities::adjust(&[], &["ALL".to_string()], &[])?;
+        caps.bounding = all.clone();
+        caps.effective = all.clone();
+        caps.permitted = all;
+    }
     if let Some(caps) = p.capabilities.as_mut()
         && (!opts.cap_add.is_empty() || !opts.cap_drop.is_empty())
     {
@@ -228,6 +249,16 @@ pub fn apply(spec: &mut Spec, opts: &RunOptions, bundle_mode: bool) -> Result<Op
     if let Some(h) = &opts.hostname {
         spec.hostname = Some(h.clone());
     }
+    if opts.privileged {
+        spec.linux.masked_paths.clear();
+        spec.linux.readonly_paths.clear();
+        for m in spec.mounts.iter_mut().filter(|m| m.kind == "sysfs" || m.kind.starts_with("cgroup")) {
+            m.options.retain(|o| o != "ro");
+        }
+        add_devices(spec, super::devices::all_host_devices());
+    }
+    let devices = opts.devices.iter().map(|d| super::devices::parse_option(d)).collect::<Result<Vec<_>>>()?;
+    add_devices(spec, devices);
     if opts.read_only {
         spec.root.readonly = true;
     }

@@ -85,6 +85,12 @@ struct Args {
     /// label=disable are accepted: img-run confines with neither)
     #[arg(long, value_name = "OPT")]
     security_opt: Vec<String>,
+    /// Give the container a host device (HOST[:CONTAINER[:PERMISSIONS]], e.g. /dev/fuse)
+    #[arg(long, value_name = "DEVICE")]
+    device: Vec<String>,
+    /// Every capability and host device, nothing masked in /proc, /sys writable (as docker's)
+    #[arg(long)]
+    privileged: bool,
     /// Add a supplementary group (a gid, or a name in the container's /etc/group)
     #[arg(long, value_name = "GROUP")]
     group_add: Vec<String>,
@@ -242,6 +248,8 @@ fn run(args: Args) -> Result<i32> {
         cap_drop: args.cap_drop.clone(),
         security_opt: args.security_opt.clone(),
         ulimits: args.ulimit.clone(),
+        devices: args.device.clone(),
+        privileged: args.privileged,
     };
     if args.detach {
         bail!(
