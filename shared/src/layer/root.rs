@@ -1,7 +1,7 @@
 //! A directory used as a root: every path is resolved inside it with chroot semantics, so `..`
 //! stops at the root and an absolute symlink like `var/run -> /run` points into the tree, never
 //! out of it. The kernel does it (`openat2` with `RESOLVE_IN_ROOT`, Linux 5.6+); on older
-//! kernels a walk does: one component at a time, each opened with `O_NOFOLLOW` from its parent's
+//! kernels, or under a seccomp filter that refuses openat2, a walk does: one component at a time, each opened with `O_NOFOLLOW` from its parent's
 //! fd, symlinks read and resolved by us, `..` taken from our own stack of parents.
 
 use std::collections::VecDeque;
@@ -17,17 +17,10 @@ use rustix::io::Errno;
 /// As many symlinks as Linux follows in one lookup.
 const MAX_SYMLINKS: usize = 40;
 
-/// Set once `openat2` turned out to be missing (or `IMG_NO_OPENAT2` asks to do without it,
-/// which the tests use to run every hostile layer through the walk too).
+/// Set once `openat2` turned out to be missing or refused.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
 fn kernel_resolves() -> bool {
-    static CHECKED: std::sync::Once = std::sync::Once::new();
-    CHECKED.call_once(|| {
-        if std::env::var_os("IMG_NO_OPENAT2").is_some() {
-            NO_OPENAT2.store(true, Ordering::Relaxed);
-        }
-    });
     !NO_OPENAT2.load(Ordering::Relaxed)
 }
 
@@ -78,13 +71,26 @@ impl Root {
             match rustix::fs::openat2(&self.fd, c.as_c_str(), flags | OFlags::CLOEXEC, Mode::empty(), resolve)
             {
                 Err(Errno::AGAIN) if tries < 16 => tries += 1,
-                Err(Errno::NOSYS) => {
-                    NO_OPENAT2.store(true, Ordering::Relaxed);
-                    return self.walk(rel, flags);
-                }
+                // Missing, or refused by a seccomp filter that predates it (older container
+                // runtimes answer EPERM to system calls they do not know).
+                Err(Errno::NOSYS) => return self.without_openat2(rel, flags),
+                Err(Errno::PERM) if self.openat2_refused() => return self.without_openat2(rel, flags),
                 r => return r.map_err(io::Error::from),
             }
         }
+    }
+
+    fn without_openat2(&self, rel: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+        NO_OPENAT2.store(true, Ordering::Relaxed);
+        self.walk(rel, flags)
+    }
+
+    /// Whether `openat2` is refused as such: opening the root itself cannot be denied.
+    fn openat2_refused(&self) -> bool {
+        let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+        let probe =
+            rustix::fs::openat2(&self.fd, c".", OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve);
+        matches!(probe, Err(Errno::PERM | Errno::NOSYS))
     }
 
     /// [`Root::open_at`] without `openat2`. The kernel never follows a symlink here (every
