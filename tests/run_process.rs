@@ -327,6 +327,17 @@ fn docker_run_flags_people_type_by_habit() {
     assert_eq!(env.sh(&["--group-add", "4242", "--group-add", "audio"], "id -G"), "0 29 4242\n");
     assert_eq!(env.sh(&["-u", "app", "--group-add", "nogroup"], "id -G"), "1000 10 29 65534\n");
 
+    // --mount, docker's long form of -v and --tmpfs.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("f"), "from the host").unwrap();
+    let bind = format!("type=bind,source={},target=/data,readonly", host.path().display());
+    let out = env.sh(
+        &["--mount", &bind, "--mount", "type=tmpfs,target=/scratch,tmpfs-size=1m"],
+        "cat /data/f; echo; touch /data/new 2>/dev/null || echo read-only; \
+         grep ' /scratch ' /proc/self/mountinfo | grep -o 'tmpfs tmpfs rw,size=1024k'",
+    );
+    assert_eq!(out, "from the host\nread-only\ntmpfs tmpfs rw,size=1024k\n");
+
     // What cannot be done is refused in one line, and nothing runs.
     for (args, message) in [
         (&["--group-add", "nosuchgroup"][..], "unable to find group nosuchgroup"),
@@ -334,6 +345,7 @@ fn docker_run_flags_people_type_by_habit() {
         (&["--ulimit", "files=1"], "unknown limit"),
         (&["--add-host", "db:host-gateway"], "not an IP address"),
         (&["-d"], "--detach is not supported"),
+        (&["--mount", "type=volume,source=v,target=/v"], "no named volumes"),
     ] {
         let mut all = args.to_vec();
         all.extend(["bb:1", "echo", "ran"]);

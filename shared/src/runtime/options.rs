@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub hostname: Option<String>,
     pub volumes: Vec<String>,
     pub tmpfs: Vec<String>,
+    /// `--mount type=bind|tmpfs,…` entries, docker's long form of -v and --tmpfs.
+    pub mounts: Vec<String>,
     pub read_only: bool,
     /// `host` or `none`; `None` keeps the bundle's choice (host for images).
     pub network: Option<String>,
@@ -271,6 +273,9 @@ pub fn apply(spec: &mut Spec, opts: &RunOptions, bundle_mode: bool) -> Result<Op
     for v in &opts.volumes {
         spec.mounts.push(volume(v)?);
     }
+    for m in &opts.mounts {
+        spec.mounts.push(mount_option(m)?);
+    }
     for t in &opts.tmpfs {
         let (dest, extra) = t.split_once(':').unwrap_or((t.as_str(), ""));
         if !dest.starts_with('/') {
@@ -324,6 +329,55 @@ fn volume(v: &str) -> Result<Mount> {
         }
     }
     Ok(Mount::new(dst, "bind", src, &options))
+}
+
+/// `--mount type=bind,source=SRC,target=DST[,readonly]` or `type=tmpfs,target=DST
+/// [,tmpfs-size=BYTES][,tmpfs-mode=OCTAL]`, in docker's spelling (src, dst, destination, ro).
+fn mount_option(text: &str) -> Result<Mount> {
+    let mut kind = "volume";
+    let (mut source, mut target) = (None, None);
+    let mut options: Vec<String> = Vec::new();
+    let mut propagation = "rprivate";
+    for field in text.split(',') {
+        let (key, value) = field.split_once('=').unwrap_or((field, "true"));
+        match key {
+            "type" => kind = value,
+            "source" | "src" => source = Some(value),
+            "target" | "destination" | "dst" => target = Some(value),
+            "readonly" | "ro" if value == "true" || value == "1" => options.push("ro".into()),
+            "readonly" | "ro" => {}
+            "tmpfs-size" => options.push(format!("size={}", parse_bytes(value)?)),
+            "tmpfs-mode" => options.push(format!("mode={value}")),
+            "bind-propagation" => propagation = value,
+            "consistency" => {}
+            _ => bail!("--mount {text}: unknown field {key:?}"),
+        }
+    }
+    let target = target.ok_or_else(|| anyhow!("--mount {text}: a target is needed"))?;
+    if !target.starts_with('/') {
+        bail!("--mount {text}: the target must be an absolute path");
+    }
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    match kind {
+        "bind" => {
+            let source = source.ok_or_else(|| anyhow!("--mount {text}: a bind needs a source"))?;
+            if !source.starts_with('/') {
+                bail!("--mount {text}: the source must be an absolute path");
+            }
+            if !["private", "rprivate", "shared", "rshared", "slave", "rslave"].contains(&propagation) {
+                bail!("--mount {text}: unknown bind-propagation {propagation:?}");
+            }
+            let mut all = vec!["rbind", propagation];
+            all.extend(options);
+            Ok(Mount::new(target, "bind", source, &all))
+        }
+        "tmpfs" => {
+            let mut all = vec!["noexec", "nosuid", "nodev"];
+            all.extend(options);
+            Ok(Mount::new(target, "tmpfs", "tmpfs", &all))
+        }
+        other => bail!("--mount {text}: type {other} is not supported (bind or tmpfs; no named volumes)"),
+    }
 }
 
 /// /etc/hosts, /etc/resolv.conf and /etc/hostname, as docker provides them: files in the
@@ -383,6 +437,24 @@ mod tests {
         };
         apply_image_config(&mut spec, cfg, &opts);
         spec.process.args
+    }
+
+    #[test]
+    fn mount_options_as_docker_spells_them() {
+        let m = mount_option("type=bind,src=/host,dst=/in,readonly").unwrap();
+        assert_eq!((m.kind.as_str(), m.source.as_str(), m.destination.as_str()), ("bind", "/host", "/in"));
+        assert_eq!(m.options, ["rbind", "rprivate", "ro"]);
+        let m = mount_option("type=tmpfs,target=/t,tmpfs-size=1m,tmpfs-mode=1770").unwrap();
+        assert_eq!(m.options, ["noexec", "nosuid", "nodev", "size=1048576", "mode=1770"]);
+        for bad in [
+            "type=volume,src=v,dst=/d",
+            "type=bind,src=rel,dst=/d",
+            "type=bind,dst=/d",
+            "type=tmpfs",
+            "type=bind,src=/a,dst=/d,x=1",
+        ] {
+            assert!(mount_option(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -51,6 +51,9 @@ struct Args {
     /// Bind a host directory or file into the container
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
     volumes: Vec<String>,
+    /// docker's long form: type=bind,source=SRC,target=DST[,readonly] or type=tmpfs,target=DST
+    #[arg(long, value_name = "type=…,target=…")]
+    mount: Vec<String>,
     /// Mount a tmpfs
     #[arg(long, value_name = "DST[:OPTIONS]")]
     tmpfs: Vec<String>,
@@ -238,6 +241,7 @@ fn run(args: Args) -> Result<i32> {
         hostname: args.hostname.clone(),
         volumes: args.volumes.clone(),
         tmpfs: args.tmpfs.clone(),
+        mounts: args.mount.clone(),
         read_only: args.read_only,
         network: args.network.clone(),
         tty: args.tty,
