@@ -338,6 +338,11 @@ fn docker_run_flags_people_type_by_habit() {
     );
     assert_eq!(out, "from the host\nread-only\ntmpfs tmpfs rw,size=1024k\n");
 
+    // --shm-size: /dev/shm's size (64 MiB otherwise).
+    let shm = "grep ' /dev/shm ' /proc/self/mountinfo | grep -o 'size=[0-9]*k'";
+    assert_eq!(env.sh(&[], shm), "size=65536k\n");
+    assert_eq!(env.sh(&["--shm-size", "128m"], shm), "size=131072k\n");
+
     // What cannot be done is refused in one line, and nothing runs.
     for (args, message) in [
         (&["--group-add", "nosuchgroup"][..], "unable to find group nosuchgroup"),

@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub tmpfs: Vec<String>,
     /// `--mount type=bind|tmpfs,…` entries, docker's long form of -v and --tmpfs.
     pub mounts: Vec<String>,
+    /// `--shm-size`: the size of /dev/shm in bytes (docker's default is 64 MiB).
+    pub shm_size: Option<i64>,
     pub read_only: bool,
     /// `host` or `none`; `None` keeps the bundle's choice (host for images).
     pub network: Option<String>,
@@ -275,6 +277,15 @@ pub fn apply(spec: &mut Spec, opts: &RunOptions, bundle_mode: bool) -> Result<Op
     }
     for m in &opts.mounts {
         spec.mounts.push(mount_option(m)?);
+    }
+    if let Some(size) = opts.shm_size {
+        if size <= 0 {
+            bail!("--shm-size: the size must be above zero");
+        }
+        for m in spec.mounts.iter_mut().filter(|m| m.destination == "/dev/shm" && m.kind == "tmpfs") {
+            m.options.retain(|o| !o.starts_with("size="));
+            m.options.push(format!("size={size}"));
+        }
     }
     for t in &opts.tmpfs {
         let (dest, extra) = t.split_once(':').unwrap_or((t.as_str(), ""));

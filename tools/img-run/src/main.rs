@@ -54,6 +54,9 @@ struct Args {
     /// docker's long form: type=bind,source=SRC,target=DST[,readonly] or type=tmpfs,target=DST
     #[arg(long, value_name = "type=…,target=…")]
     mount: Vec<String>,
+    /// The size of /dev/shm (e.g. 1g; default 64m)
+    #[arg(long, value_name = "BYTES")]
+    shm_size: Option<String>,
     /// Mount a tmpfs
     #[arg(long, value_name = "DST[:OPTIONS]")]
     tmpfs: Vec<String>,
@@ -242,6 +245,7 @@ fn run(args: Args) -> Result<i32> {
         volumes: args.volumes.clone(),
         tmpfs: args.tmpfs.clone(),
         mounts: args.mount.clone(),
+        shm_size: args.shm_size.as_deref().map(options::parse_bytes).transpose()?,
         read_only: args.read_only,
         network: args.network.clone(),
         tty: args.tty,
