@@ -194,3 +194,42 @@ fn the_next_run_sweeps_what_a_killed_run_left() {
         .collect();
     assert_eq!(left, ["kept"], "only the kept container remains");
 }
+
+#[test]
+fn a_killed_bundle_runs_cgroups_do_not_block_the_name() {
+    let env = Env::new();
+    let bundle = env.umoci_bundle(&["sleep", "30"]);
+    let name = format!("killed-bundle-{}", std::process::id());
+    let mut child = env
+        .store
+        .command("img-run")
+        .args(["--name", &name, "--memory", "64m", bundle.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let memory = cgroup_dir("memory", &name).expect("a memory controller");
+    let mut waited = 0;
+    while !memory.join("cgroup.procs").exists() && waited < 200 {
+        std::thread::sleep(Duration::from_millis(20));
+        waited += 1;
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL: its cgroup stays behind
+    child.wait().unwrap();
+    assert!(memory.is_dir(), "the killed run's cgroup is there");
+    // The same name with limits again: the empty leftover is removed, not an error.
+    let mut waited = 0;
+    loop {
+        let out = env.run(&["--name", &name, "--memory", "64m", bundle.to_str().unwrap(), "echo", "again"]);
+        if out.status.success() {
+            assert_eq!(stdout(&out), "again\n");
+            break;
+        }
+        // Its processes may take a moment to leave the cgroup after the SIGKILL.
+        assert!(waited < 50, "{}", img_e2e::stderr(&out));
+        waited += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!memory.exists(), "{} was left behind", memory.display());
+}

@@ -157,6 +157,8 @@ impl Cgroup {
         if wanted.is_empty() {
             return Ok(None);
         }
+        // A killed run of the same name may have left its (empty) cgroups.
+        Cgroup::remove_leftover(id);
         let all = hierarchies()?;
         let v2 = all.iter().find(|h| h.v2 && wanted.iter().all(|c| h.controllers.iter().any(|x| x == c)));
         let mut cg = Cgroup { dirs: Vec::new() };
