@@ -783,3 +783,23 @@ fn run_ssh_mounts_relay_to_the_forwarded_agent() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("SSH_AUTH_SOCK is not set"), "{}", stderr(&out));
 }
+
+#[test]
+fn build_network_none_applies_to_every_run_without_its_own() {
+    let (store, ctx) = setup();
+    let interfaces = |flag: &str| format!("RUN {flag} cat /proc/net/dev | grep -c : > /n{}\n", flag.len());
+    let dockerfile = format!(
+        "FROM {BASE}\n{}{}{}",
+        interfaces(""),
+        interfaces("--network=default"),
+        interfaces("--network=host")
+    );
+    built(&store, ctx.path(), &dockerfile, &["--network", "none", "-t", "localhost/net:1"]);
+    let out = run(&store, "localhost/net:1", &["sh", "-c", "cat /n0 /n17 /n14"]);
+    let counts: Vec<u32> = out.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(counts[..2], [1, 1], "only loopback without a network of their own: {out}");
+    assert!(counts[2] > 1, "RUN --network=host keeps the host's: {out}");
+    let out = build(&store, ctx.path(), &dockerfile, &["--network", "bridge"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("expected default, host or none"), "{}", stderr(&out));
+}

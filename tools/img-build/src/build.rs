@@ -43,6 +43,8 @@ pub struct Options {
     pub platform: Platform,
     pub labels: Vec<(String, String)>,
     pub no_cache: bool,
+    /// `--network none`: every RUN without a `--network` of its own has no network.
+    pub network_none: bool,
     pub pull: bool,
     pub compression: Compression,
     /// `--secret id=..,src=..`.
@@ -370,7 +372,11 @@ impl<'a> Builder<'a> {
                     step,
                     argv,
                     mounts,
-                    network.as_deref() == Some("none"),
+                    match network.as_deref() {
+                        Some("none") => true,
+                        Some("host") => false,
+                        _ => self.options.network_none, // absent or "default": the build's
+                    },
                     state,
                     key,
                     done,

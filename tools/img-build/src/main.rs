@@ -64,6 +64,9 @@ struct Args {
     /// Make a secret available to `RUN --mount=type=secret` (`id=NAME,src=FILE`)
     #[arg(long = "secret", value_name = "id=NAME,src=FILE")]
     secrets: Vec<String>,
+    /// The network of RUN steps: default (the host's), host, or none
+    #[arg(long, value_name = "MODE")]
+    network: Option<String>,
     /// Forward an SSH agent to `RUN --mount=type=ssh` (repeatable): `default` is $SSH_AUTH_SOCK
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     ssh: Vec<String>,
@@ -90,6 +93,11 @@ fn main() -> ExitCode {
             platform: args.platform.clone().unwrap_or_else(Platform::host),
             labels: key_values(&args.labels, "--label", false)?.into_iter().collect(),
             no_cache: args.no_cache,
+            network_none: match args.network.as_deref() {
+                None | Some("default" | "host") => false,
+                Some("none") => true,
+                Some(other) => bail!("--network {other}: expected default, host or none"),
+            },
             pull: args.pull,
             compression: args.compression,
             secrets: secrets(&args.secrets)?,
