@@ -10,6 +10,16 @@ use std::time::Duration;
 
 use run_common::*;
 
+/// Waits (up to 4 s) for `done` to hold; the tests' assertions then say what did not happen.
+fn wait_until(done: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The cgroup2 mount, if it has `controller` (then img-run uses v2 for it).
 fn v2_mount_with(controller: &str) -> Option<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -107,11 +117,7 @@ fn cpus_are_written_and_cgroups_removed() {
     let memory = cgroup_dir("memory", &name).expect("a memory controller");
     let pids = cgroup_dir("pids", &name).expect("a pids controller");
     let quota_file = if v2 { "cpu.max" } else { "cpu.cfs_quota_us" };
-    let mut waited = 0;
-    while !cpu.join(quota_file).exists() && waited < 100 {
-        std::thread::sleep(Duration::from_millis(20));
-        waited += 1;
-    }
+    wait_until(|| cpu.join(quota_file).exists());
     std::thread::sleep(Duration::from_millis(200));
     let read = |p: PathBuf| std::fs::read_to_string(p).unwrap().trim().to_string();
     if v2 {
@@ -155,11 +161,7 @@ fn the_next_run_sweeps_what_a_killed_run_left() {
         .unwrap();
     let memory = cgroup_dir("memory", &name).expect("a memory controller");
     let dir = env.store.path().join("containers").join(&name);
-    let mut waited = 0;
-    while !memory.join("cgroup.procs").exists() && waited < 200 {
-        std::thread::sleep(Duration::from_millis(20));
-        waited += 1;
-    }
+    wait_until(|| memory.join("cgroup.procs").exists());
     std::thread::sleep(Duration::from_millis(300));
     // A kept container must survive the sweep.
     let out = env.run(&["--keep", "--name", "kept", "bb:1", "true"]);
@@ -168,13 +170,7 @@ fn the_next_run_sweeps_what_a_killed_run_left() {
     child.kill().unwrap(); // SIGKILL: img-run cleans nothing up (its container dies with it)
     child.wait().unwrap();
     assert!(dir.is_dir(), "the killed run's directory is there");
-    let mut waited = 0;
-    while std::fs::read_to_string(memory.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
-        && waited < 200
-    {
-        std::thread::sleep(Duration::from_millis(20));
-        waited += 1;
-    }
+    wait_until(|| std::fs::read_to_string(memory.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty()));
     assert!(memory.is_dir(), "the killed run's cgroup is there");
 
     // Its name is free again, and any next run sweeps the leftovers.
@@ -209,11 +205,7 @@ fn a_killed_bundle_runs_cgroups_do_not_block_the_name() {
         .spawn()
         .unwrap();
     let memory = cgroup_dir("memory", &name).expect("a memory controller");
-    let mut waited = 0;
-    while !memory.join("cgroup.procs").exists() && waited < 200 {
-        std::thread::sleep(Duration::from_millis(20));
-        waited += 1;
-    }
+    wait_until(|| memory.join("cgroup.procs").exists());
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap(); // SIGKILL: its cgroup stays behind
     child.wait().unwrap();
