@@ -803,3 +803,49 @@ fn build_network_none_applies_to_every_run_without_its_own() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("expected default, host or none"), "{}", stderr(&out));
 }
+
+#[test]
+fn output_writes_the_root_filesystem_as_a_tree_or_a_tar() {
+    let (store, ctx) = setup();
+    let dockerfile =
+        format!("FROM {BASE}\nRUN echo made > /made && mkdir -p /opt/app && echo bin > /opt/app/tool\n");
+    let out_dir = ctx.path().join("out");
+    built(
+        &store,
+        ctx.path(),
+        &dockerfile,
+        &["-o", &format!("type=local,dest={}", out_dir.display()), "-t", "o:1"],
+    );
+    assert_eq!(fs::read_to_string(out_dir.join("made")).unwrap(), "made\n");
+    assert_eq!(fs::read_to_string(out_dir.join("opt/app/tool")).unwrap(), "bin\n");
+    assert!(out_dir.join("bin/busybox").is_file(), "the base image's files are there too");
+
+    // The shorthand, into an empty directory; and a tar.
+    let empty = ctx.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    built(&store, ctx.path(), &dockerfile, &["-o", empty.to_str().unwrap()]);
+    assert!(empty.join("made").is_file());
+    let tar_path = ctx.path().join("rootfs.tar");
+    built(&store, ctx.path(), &dockerfile, &["--output", &format!("type=tar,dest={}", tar_path.display())]);
+    let names: Vec<String> = tar::Archive::new(fs::File::open(&tar_path).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "made") && names.iter().any(|n| n == "bin/busybox"), "{names:?}");
+    let strays: Vec<_> = fs::read_dir(ctx.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".img-build-output"))
+        .collect();
+    assert!(strays.is_empty(), "work directories left: {strays:?}");
+
+    // A destination that is there already is refused before anything runs, and left alone.
+    let out = build(&store, ctx.path(), &dockerfile, &["-o", out_dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("exists") && !err.contains("RUN echo"), "{err}");
+    assert_eq!(fs::read_to_string(out_dir.join("made")).unwrap(), "made\n");
+    let out = build(&store, ctx.path(), &dockerfile, &["-o", "type=oci,dest=x.tar"]);
+    assert!(stderr(&out).contains("type oci is not supported"), "{}", stderr(&out));
+}

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod context;
 pub mod dockerignore;
 pub mod instruction;
+pub mod output;
 pub mod parser;
 pub mod run_step;
 pub mod shell;

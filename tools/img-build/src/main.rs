@@ -64,6 +64,9 @@ struct Args {
     /// Make a secret available to `RUN --mount=type=secret` (`id=NAME,src=FILE`)
     #[arg(long = "secret", value_name = "id=NAME,src=FILE")]
     secrets: Vec<String>,
+    /// Also write the image's root filesystem out: DIR, type=local,dest=DIR or type=tar,dest=FILE
+    #[arg(short = 'o', long, value_name = "DEST")]
+    output: Option<String>,
     /// The network of RUN steps: default (the host's), host, or none
     #[arg(long, value_name = "MODE")]
     network: Option<String>,
@@ -108,7 +111,14 @@ fn main() -> ExitCode {
         let connections = Connections::new(args.registry.options()?);
         let root = store::root()?;
         let context = BuildContext::open(&context_dir)?;
+        let output = args.output.as_deref().map(img_build::output::parse).transpose()?;
+        if let Some(output) = &output {
+            output.check()?;
+        }
         let built = Builder::new(&layout, &root, context, options, connections)?.build()?;
+        if let Some(output) = &output {
+            img_build::output::export(&layout, &built.manifest.digest, output)?;
+        }
         if let Some(path) = &args.iidfile {
             std::fs::write(path, built.manifest.digest.to_string())
                 .with_context(|| format!("writing {}", path.display()))?;
