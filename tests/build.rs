@@ -849,3 +849,17 @@ fn output_writes_the_root_filesystem_as_a_tree_or_a_tar() {
     let out = build(&store, ctx.path(), &dockerfile, &["-o", "type=oci,dest=x.tar"]);
     assert!(stderr(&out).contains("type oci is not supported"), "{}", stderr(&out));
 }
+
+#[test]
+fn add_host_reaches_run_steps_and_their_cache_key() {
+    let (store, ctx) = setup();
+    let dockerfile = format!("FROM {BASE}\nRUN grep db /etc/hosts > /seen || true\n");
+    built(&store, ctx.path(), &dockerfile, &["--add-host", "db:10.3.2.1", "-t", "h:1"]);
+    assert_eq!(run(&store, "h:1", &["cat", "/seen"]), "10.3.2.1\tdb\n");
+    // Another address is another step, not the cached one.
+    let (_, log) = built(&store, ctx.path(), &dockerfile, &["--add-host", "db:10.3.2.2", "-t", "h:2"]);
+    assert!(!log.contains("CACHED"), "{log}");
+    assert_eq!(run(&store, "h:2", &["cat", "/seen"]), "10.3.2.2\tdb\n");
+    let out = build(&store, ctx.path(), &dockerfile, &["--add-host", "db"]);
+    assert!(!out.status.success() && stderr(&out).contains("expected HOST:IP"), "{}", stderr(&out));
+}

@@ -45,6 +45,8 @@ pub struct Options {
     pub no_cache: bool,
     /// `--network none`: every RUN without a `--network` of its own has no network.
     pub network_none: bool,
+    /// `--add-host HOST:IP`: lines added to RUN steps' /etc/hosts.
+    pub add_hosts: Vec<String>,
     pub pull: bool,
     pub compression: Compression,
     /// `--secret id=..,src=..`.
@@ -503,6 +505,7 @@ impl<'a> Builder<'a> {
             &cwd,
             &mount_keys.join("\0"),
             if network_none { "none" } else { "default" },
+            &self.options.add_hosts.join(","),
         ]);
         let created_by = format!("RUN {}", argv.join(" "));
         if self.cached(stage, step, &key, state, &created_by) {
@@ -512,7 +515,17 @@ impl<'a> Builder<'a> {
         let dir = tempfile::Builder::new().prefix("run-").tempdir_in(self.work.path())?;
         let (runtime_mounts, ssh_agents) = self.run_mounts(mounts, dir.path(), done, stages)?;
         let lower = self.lower_dirs(state)?;
-        let run = RunStep { argv, env, cwd, user, network_none, mounts: runtime_mounts, ssh_agents, lower };
+        let run = RunStep {
+            argv,
+            env,
+            cwd,
+            user,
+            network_none,
+            add_hosts: self.options.add_hosts.clone(),
+            mounts: runtime_mounts,
+            ssh_agents,
+            lower,
+        };
         let upper = run_step::run(&run, dir.path())?;
         self.commit_changes(&upper, &key, state, &created_by)?;
         Ok(key)

@@ -67,6 +67,9 @@ struct Args {
     /// Also write the image's root filesystem out: DIR, type=local,dest=DIR or type=tar,dest=FILE
     #[arg(short = 'o', long, value_name = "DEST")]
     output: Option<String>,
+    /// Add a line to RUN steps' /etc/hosts (HOST:IP)
+    #[arg(long, value_name = "HOST:IP")]
+    add_host: Vec<String>,
     /// The network of RUN steps: default (the host's), host, or none
     #[arg(long, value_name = "MODE")]
     network: Option<String>,
@@ -100,6 +103,12 @@ fn main() -> ExitCode {
                 None | Some("default" | "host") => false,
                 Some("none") => true,
                 Some(other) => bail!("--network {other}: expected default, host or none"),
+            },
+            add_hosts: {
+                for h in &args.add_host {
+                    img::runtime::options::parse_add_host(h)?;
+                }
+                args.add_host.clone()
             },
             pull: args.pull,
             compression: args.compression,

@@ -23,6 +23,8 @@ pub struct RunStep {
     pub cwd: String,
     pub user: Option<String>,
     pub network_none: bool,
+    /// `--add-host` lines for /etc/hosts.
+    pub add_hosts: Vec<String>,
     /// Extra mounts (cache, bind, tmpfs, secret, ssh).
     pub mounts: Vec<Mount>,
     /// The sockets `mounts` binds for `--mount=type=ssh`, served while the command runs.
@@ -55,7 +57,7 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
     if step.network_none {
         spec.set_namespace("network", true);
     }
-    options::add_etc_files(&mut spec, dir, "img-build", step.network_none, true, &[])?;
+    options::add_etc_files(&mut spec, dir, "img-build", step.network_none, true, &step.add_hosts)?;
     spec.mounts.extend(step.mounts.iter().cloned());
     let container = Container {
         id: format!("build-{}", std::process::id()),
