@@ -251,6 +251,22 @@ fn htpasswd_basic_auth_with_config_files_helpers_and_wrong_password() {
     let out = img_e2e::run_with_stdin(&mut cmd, "");
     assert_success(&out, "img-pull with REGISTRY_AUTH_FILE");
     assert_eq!(img_e2e::json_lines(&out.stdout)[0]["digest"], built.manifest.descriptor.digest.to_string());
+    // --authfile names that file instead, and only that one: a missing one is an error.
+    let other = store.path().join("other-layout");
+    let out = store.run(
+        "img-pull",
+        &["--authfile", auth_file.to_str().unwrap(), "--layout", other.to_str().unwrap(), &dest],
+        "",
+    );
+    assert_success(&out, "img-pull --authfile");
+    let missing = store.path().join("missing.json");
+    let out = store.run(
+        "img-pull",
+        &["--authfile", missing.to_str().unwrap(), "--layout", other.to_str().unwrap(), &dest],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(img_e2e::stderr(&out).contains("missing.json"), "{}", img_e2e::stderr(&out));
 
     // Credential helpers: credHelpers for this registry, and credsStore for all.
     let helpers = store.path().join("helpers");

@@ -88,12 +88,16 @@ fn config_files() -> Vec<PathBuf> {
 }
 
 /// Finds stored credentials for a registry (`docker.io`, `localhost:5000`); `None` means
-/// anonymous.
-pub fn lookup(registry: &str) -> Result<Option<Credentials>> {
-    for file in config_files() {
+/// anonymous. `auth_file` (`--authfile`, as skopeo's) is the only file read when given.
+pub fn lookup(registry: &str, auth_file: Option<&std::path::Path>) -> Result<Option<Credentials>> {
+    let files = match auth_file {
+        Some(f) => vec![f.to_path_buf()],
+        None => config_files(),
+    };
+    for file in files {
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && auth_file.is_none() => continue,
             Err(e) => return Err(anyhow!("{}: {e}", file.display())),
         };
         let config: Value =

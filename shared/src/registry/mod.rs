@@ -41,6 +41,8 @@ pub struct Options {
     pub ca_files: Vec<PathBuf>,
     /// Credentials that override the config files.
     pub credentials: Option<Credentials>,
+    /// The one credentials file to read instead of the usual ones.
+    pub auth_file: Option<PathBuf>,
     /// How many times a failed request is retried.
     pub retries: u32,
     /// The first backoff delay; it doubles on each retry.
@@ -53,6 +55,7 @@ impl Default for Options {
             insecure: Vec::new(),
             ca_files: Vec::new(),
             credentials: None,
+            auth_file: None,
             retries: 5,
             backoff: Duration::from_millis(250),
         }
@@ -241,7 +244,8 @@ impl Registry {
         let host = endpoint_host(name).to_string();
         let credentials = match &options.credentials {
             Some(c) => Some(c.clone()),
-            None => auth::lookup(name).with_context(|| format!("reading credentials for {name}"))?,
+            None => auth::lookup(name, options.auth_file.as_deref())
+                .with_context(|| format!("reading credentials for {name}"))?,
         };
         let insecure = options.insecure.iter().any(|h| h == name || h == &host);
         let secure_agent = agent(roots(name, &options.ca_files)?.map_or(Verify::Default, Verify::Roots));
@@ -769,6 +773,9 @@ pub struct RegistryArgs {
     /// Log in with these credentials instead of those in the docker/containers config files
     #[arg(long, value_name = "USER:PASSWORD", env = "IMG_CREDS", hide_env_values = true)]
     pub creds: Option<String>,
+    /// Read credentials from this file only (docker config.json or containers auth.json form)
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
     /// Blobs transferred at once
     #[arg(short, long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,
@@ -787,6 +794,7 @@ impl RegistryArgs {
             insecure: self.insecure.clone(),
             ca_files: self.ca_cert.clone(),
             credentials,
+            auth_file: self.authfile.clone(),
             retries: self.retries,
             ..Options::default()
         }
