@@ -274,12 +274,7 @@ impl Layout {
 
     fn lock(&self, name: &str, exclusive: bool) -> Result<LockGuard> {
         let path = self.private_dir("")?.join(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening lock {}", path.display()))?;
+        let file = crate::lockfile::open(&path)?;
         if exclusive { file.lock() } else { file.lock_shared() }
             .with_context(|| format!("locking {}", path.display()))?;
         Ok(LockGuard { _file: file })

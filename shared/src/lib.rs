@@ -10,6 +10,7 @@ pub mod gc;
 pub mod graph;
 pub mod layer;
 pub mod layout;
+pub mod lockfile;
 pub mod media_type;
 pub mod platform;
 pub mod record;

@@ -50,30 +50,22 @@ impl Snapshots {
 
     /// Marks the snapshots as in use until the returned file is dropped.
     pub fn hold(&self) -> Result<File> {
-        let lock = self.lock_file()?;
+        let lock = crate::lockfile::open(&self.lock_path())?;
         lock.lock_shared().context("locking the snapshots")?;
         Ok(lock)
     }
 
-    fn lock_file(&self) -> Result<File> {
-        let path = self.dir.join(".lock");
-        File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join(".lock")
     }
 
     /// Removes the snapshots of layers whose diff_id is not in `keep`, and extractions a crash
     /// left behind. `None` if snapshots are in use (a container runs, a build goes on): then
     /// nothing is removed.
     pub fn collect(&self, keep: &BTreeSet<Digest>) -> Result<Option<Freed>> {
-        let lock = self.lock_file()?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => return Err(e).context("locking the snapshots"),
+        let lock = crate::lockfile::open(&self.lock_path())?;
+        if !crate::lockfile::try_exclusive(&lock, &self.lock_path())? {
+            return Ok(None);
         }
         let mut freed = Freed::default();
         for entry in

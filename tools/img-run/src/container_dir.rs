@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use img::layer::apply::remove_dir_tree;
+use img::lockfile;
 use img::runtime::cgroup::Cgroup;
 
 const KEPT: &str = "kept";
@@ -92,18 +93,9 @@ fn remove_leftover(path: &Path, id: &str) {
 fn claim(path: &Path) -> Result<Option<File>> {
     use std::os::unix::fs::MetadataExt;
     loop {
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Ok(None),
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("locking {}", path.display()));
-            }
+        let file = lockfile::open(path)?;
+        if !lockfile::try_exclusive(&file, path)? {
+            return Ok(None);
         }
         // The last holder may have removed the file before we locked it: lock the new one then.
         let current = fs::metadata(path).map(|m| m.ino()).ok();
