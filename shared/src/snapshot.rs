@@ -134,11 +134,23 @@ impl Snapshots {
     }
 }
 
+/// What [`collect_unused`] did.
+#[derive(Clone, Copy, Debug)]
+pub enum Collection {
+    /// The store has no snapshots.
+    NoSnapshots,
+    /// A container or a build is using them: none removed.
+    InUse,
+    Freed(Freed),
+}
+
 /// Removes the store's snapshots of layers that neither `layout` nor the store's default
 /// layout uses (an image of a third layout that lost its snapshots gets them extracted again
-/// on its next run). `None` if there are none, or they are in use.
-pub fn collect_unused(layout: &Layout) -> Result<Option<Freed>> {
-    let Some(snapshots) = Snapshots::existing(&crate::store::root()?) else { return Ok(None) };
+/// on its next run).
+pub fn collect_unused(layout: &Layout) -> Result<Collection> {
+    let Some(snapshots) = Snapshots::existing(&crate::store::root()?) else {
+        return Ok(Collection::NoSnapshots);
+    };
     let mut keep = BTreeSet::new();
     let default = crate::store::default_layout()?;
     let mut layouts = vec![layout.clone()];
@@ -151,7 +163,7 @@ pub fn collect_unused(layout: &Layout) -> Result<Option<Freed>> {
             .with_context(|| format!("{}: snapshots not collected", l.root().display()))?;
         keep.extend(reachable.diff_ids(l));
     }
-    snapshots.collect(&keep)
+    Ok(snapshots.collect(&keep)?.map_or(Collection::InUse, Collection::Freed))
 }
 
 /// The size of the regular files under `path` (symlinks not followed).

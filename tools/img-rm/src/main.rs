@@ -11,7 +11,8 @@ use img::digest::Digest;
 use img::document::Descriptor;
 use img::layout::Layout;
 use img::record::{self, ImageRecord, Input};
-use img::{gc, graph, refs, snapshot, store};
+use img::snapshot::{self, Collection};
+use img::{gc, graph, refs, store};
 use serde_json::{Value, json};
 
 /// Remove images (by reference or digest, as arguments or JSON Lines on stdin) and
@@ -48,15 +49,14 @@ fn main() -> ExitCode {
             });
             // Snapshots are a cache: failing to collect them fails nothing.
             match snapshot::collect_unused(&layout) {
-                Ok(Some(freed)) => {
+                Ok(Collection::Freed(freed)) => {
                     out["freedSnapshots"] = json!(freed.snapshots);
                     out["freedSnapshotBytes"] = json!(freed.bytes);
                 }
-                Ok(None) => {
-                    if snapshot::Snapshots::existing(&store::root()?).is_some() {
-                        eprintln!("img-rm: snapshots are in use by a running container or build: kept");
-                    }
+                Ok(Collection::InUse) => {
+                    eprintln!("img-rm: snapshots are in use by a running container or build: kept")
                 }
+                Ok(Collection::NoSnapshots) => {}
                 Err(e) => eprintln!("img-rm: warning: {}", cli::one_line(&e)),
             }
             record::print(&out)?;
