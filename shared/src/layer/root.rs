@@ -1,8 +1,9 @@
 //! A directory used as a root: every path is resolved inside it with chroot semantics, so `..`
 //! stops at the root and an absolute symlink like `var/run -> /run` points into the tree, never
 //! out of it. The kernel does it (`openat2` with `RESOLVE_IN_ROOT`, Linux 5.6+); on older
-//! kernels, or under a seccomp filter that refuses openat2, a walk does: one component at a time, each opened with `O_NOFOLLOW` from its parent's
-//! fd, symlinks read and resolved by us, `..` taken from our own stack of parents.
+//! kernels, or under a seccomp filter that refuses openat2, a walk does: one component at a
+//! time, each opened with `O_NOFOLLOW` from its parent's fd, symlinks read and resolved by us,
+//! `..` taken from our own stack of parents.
 
 use std::collections::VecDeque;
 use std::ffi::CString;
@@ -19,10 +20,6 @@ const MAX_SYMLINKS: usize = 40;
 
 /// Set once `openat2` turned out to be missing or refused.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
-
-fn kernel_resolves() -> bool {
-    !NO_OPENAT2.load(Ordering::Relaxed)
-}
 
 /// The non-empty, non-`.` components of a `/`-separated path.
 fn components(path: &[u8]) -> impl DoubleEndedIterator<Item = Vec<u8>> + '_ {
@@ -59,7 +56,7 @@ impl Root {
     /// Symlinks on the way are followed inside the root; whether the last one is followed is
     /// up to `O_NOFOLLOW` in `flags`. An empty path is the root itself.
     pub fn open_at(&self, rel: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
-        if !kernel_resolves() {
+        if NO_OPENAT2.load(Ordering::Relaxed) {
             return self.walk(rel, flags);
         }
         let rel = if rel.is_empty() { &b"."[..] } else { rel };
