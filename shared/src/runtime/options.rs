@@ -55,7 +55,7 @@ pub struct RunOptions {
 pub fn parse_ulimit(text: &str) -> Result<super::spec::Rlimit> {
     let bad = || anyhow!("--ulimit {text}: expected NAME=SOFT[:HARD], e.g. nofile=1024:2048");
     let (name, limits) = text.split_once('=').ok_or_else(bad)?;
-    const NAMES: [&str; 15] = [
+    const NAMES: [&str; 16] = [
         "as",
         "core",
         "cpu",
@@ -71,8 +71,9 @@ pub fn parse_ulimit(text: &str) -> Result<super::spec::Rlimit> {
         "rtprio",
         "rttime",
         "sigpending",
+        "stack",
     ];
-    if !NAMES.contains(&name) && name != "stack" {
+    if !NAMES.contains(&name) {
         bail!("--ulimit {text}: unknown limit {name:?}");
     }
     let value = |v: &str| match v {
