@@ -39,10 +39,15 @@ pub fn resolve_user(
     group_add: &[String],
     userns: bool,
 ) -> Result<()> {
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     if !group_add.is_empty() && userns {
         bail!("--group-add: a rootless container has no other groups to add");
     }
+    // Read only when a name or a group needs it: most runs give neither.
+    let group = if name.is_some() || !group_add.is_empty() {
+        std::fs::read_to_string("/etc/group").unwrap_or_default()
+    } else {
+        String::new()
+    };
     for g in group_add {
         let gid = user::group_id(g, &group).context("--group-add")?;
         if !process.user.additional_gids.contains(&gid) {
