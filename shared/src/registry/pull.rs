@@ -158,7 +158,8 @@ pub fn pull(
         None => {
             let tag = reference.api_reference();
             let known = !layout.read_index()?.find(&reference.to_string()).is_empty();
-            match if known { repo.head_manifest(&tag)? } else { None } {
+            let head = if known { repo.head_manifest(&tag)? } else { None };
+            match head {
                 Some((digest, media_type)) if layout.has_blob(&digest) => {
                     document(&repo, layout, &digest, &media_type)?
                 }
