@@ -311,7 +311,10 @@ impl<'a> Builder<'a> {
             }
             Instruction::Workdir(dir) => {
                 state.set_workdir(&x(dir)?);
-                return self.workdir(stage, step, state, key, metadata);
+                if let Some(key) = self.workdir_layer(stage, step, state, &key)? {
+                    return Ok(key);
+                }
+                metadata(state, format!("WORKDIR {}", state.workdir()));
             }
             Instruction::User(user) => {
                 let user = x(user)?;
@@ -467,6 +470,21 @@ impl<'a> Builder<'a> {
         self.cache.put(key, &entry)?;
         self.add_result(state, entry, created_by);
         Ok(())
+    }
+
+    /// [`Builder::commit_changes`] for a staging directory (COPY's, WORKDIR's): it is moved
+    /// into the snapshots, or removed if it holds no change.
+    fn commit_staging(
+        &mut self,
+        staging: tempfile::TempDir,
+        key: &Key,
+        state: &mut ImageState,
+        created_by: &str,
+    ) -> Result<()> {
+        let dir = staging.keep();
+        let result = self.commit_changes(&dir, key, state, created_by);
+        let _ = fs::remove_dir_all(&dir);
+        result
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -731,31 +749,26 @@ impl<'a> Builder<'a> {
             return Ok(key);
         }
         self.log(stage, &step.text, "");
-        let dir = staging.keep();
-        let result = self.commit_changes(&dir, &key, state, &created_by);
-        let _ = fs::remove_dir_all(&dir); // moved into the snapshots, unless it was empty
-        result?;
+        self.commit_staging(staging, &key, state, &created_by)?;
         Ok(key)
     }
 
     /// `WORKDIR`: the directory is made (with its parents, mode 0755, owned by USER) in a layer
-    /// of its own when the image lacks it, as docker does even if no later step uses it.
-    fn workdir(
+    /// of its own when the image lacks it, as docker does even if no later step uses it. `None`
+    /// when the image has it: then WORKDIR only changes the config.
+    fn workdir_layer(
         &mut self,
         stage: &Stage,
         step: &Step,
         state: &mut ImageState,
-        key: Key,
-        metadata: impl FnOnce(&mut ImageState, String),
-    ) -> Result<Key> {
+        key: &Key,
+    ) -> Result<Option<Key>> {
         let dir = state.workdir();
         let created_by = format!("WORKDIR {dir}");
         let lower = self.lower_dirs(state)?;
         let rel = dir.trim_start_matches('/');
         if rel.is_empty() || present_in_layers(&lower, rel) {
-            metadata(state, created_by.clone());
-            self.log(stage, &step.text, "");
-            return Ok(key.then(&["meta", &created_by]));
+            return Ok(None);
         }
         let (uid, gid) = match state.user() {
             Some(user) => {
@@ -767,7 +780,7 @@ impl<'a> Builder<'a> {
         };
         let key = key.then(&["WORKDIR", &dir, &format!("{uid}:{gid}")]);
         if self.cached(stage, step, &key, state, &created_by) {
-            return Ok(key);
+            return Ok(Some(key));
         }
         self.log(stage, &step.text, "");
         let staging = tempfile::Builder::new().prefix("workdir-").tempdir_in(self.work.path())?;
@@ -778,11 +791,8 @@ impl<'a> Builder<'a> {
             std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
             fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         }
-        let dir = staging.keep();
-        let result = self.commit_changes(&dir, &key, state, &created_by);
-        let _ = fs::remove_dir_all(&dir); // moved into the snapshots
-        result?;
-        Ok(key)
+        self.commit_staging(staging, &key, state, &created_by)?;
+        Ok(Some(key))
     }
 
     /// `--chown` names resolved through the stage's /etc/passwd and /etc/group.
