@@ -5,11 +5,11 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use img::layout::Layout;
-use img::test_image::{BuiltIndex, Entry, Layer, TestImage};
+use img::test_image::{BuiltImage, BuiltIndex, Entry, Layer, TestImage};
 use img_e2e::{assert_success, bin, check, json_lines, peer, require};
 use serde_json::Value;
 
@@ -40,6 +40,15 @@ fn s(p: &Path) -> &str {
 }
 
 /// An image with the kinds of entries a rootfs has.
+/// Our layout at `dir/ours`, holding [`rich_image`] as `docker.io/library/app:1`.
+fn our_layout_with_app(dir: &Path) -> (PathBuf, Layout, BuiltImage) {
+    let ours = dir.join("ours");
+    let layout = Layout::open_or_create(&ours).unwrap();
+    let app = rich_image().build();
+    app.write_to(&layout, Some("docker.io/library/app:1")).unwrap();
+    (ours, layout, app)
+}
+
 fn rich_image() -> TestImage {
     TestImage::new()
         .layer(Layer::new([
@@ -174,10 +183,7 @@ fn layouts_we_write_are_valid_and_the_peers_read_them() {
     require("skopeo");
     require("umoci");
     let dir = tempfile::tempdir().unwrap();
-    let ours = dir.path().join("ours");
-    let layout = Layout::open_or_create(&ours).unwrap();
-    let app = rich_image().build();
-    app.write_to(&layout, Some("docker.io/library/app:1")).unwrap();
+    let (ours, layout, app) = our_layout_with_app(dir.path());
     let multi = BuiltIndex::new(
         vec![
             TestImage::new()
@@ -256,10 +262,7 @@ fn our_private_directory_bothers_no_peer() {
     require("skopeo");
     require("umoci");
     let dir = tempfile::tempdir().unwrap();
-    let ours = dir.path().join("ours");
-    let layout = Layout::open_or_create(&ours).unwrap();
-    let app = rich_image().build();
-    app.write_to(&layout, Some("docker.io/library/app:1")).unwrap();
+    let (ours, _layout, _app) = our_layout_with_app(dir.path());
     // What a killed writer leaves behind, and our lock files.
     fs::create_dir_all(ours.join(".img/tmp")).unwrap();
     fs::write(ours.join(".img/tmp/blob-leftover"), "half a blob").unwrap();
