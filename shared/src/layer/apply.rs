@@ -113,12 +113,27 @@ struct DirMeta {
 }
 
 /// The metadata of one entry.
-struct Meta {
-    uid: u64,
-    gid: u64,
-    mode: u32,
-    mtime: Timespec,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+#[derive(Clone, Debug, Default)]
+pub struct Meta {
+    pub uid: u64,
+    pub gid: u64,
+    /// Permission bits with setuid, setgid and sticky (`0o7777`).
+    pub mode: u32,
+    pub mtime: Timespec,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// One entry to write, for callers that make a tree from something other than a layer tar
+/// (img-build's COPY, heredocs, downloads): [`Applier::put`] writes it with the same confined
+/// resolution as a layer's entries, so a symlink written earlier can never lead a later write
+/// out of the root.
+pub enum Node<'a> {
+    Dir,
+    File(&'a mut dyn Read),
+    Symlink(&'a [u8]),
+    Fifo,
+    /// A character or block device and its `rdev`.
+    Device(FileType, u64),
 }
 
 /// Where an entry's metadata is set: its open fd, or by name in its parent directory.
@@ -131,7 +146,11 @@ impl Applier {
     /// An applier writing into `root`, an existing directory (usually empty).
     pub fn new(root: &Path, opts: Options) -> Result<Applier> {
         let root = Root::open(root).with_context(|| format!("opening {}", root.display()))?;
-        Ok(Applier {
+        Ok(Applier::in_root(root, opts))
+    }
+
+    fn in_root(root: Root, opts: Options) -> Applier {
+        Applier {
             root,
             opts,
             dirs: BTreeMap::new(),
@@ -140,7 +159,7 @@ impl Applier {
             cache: None,
             warned: BTreeSet::new(),
             buf: vec![0; 256 * 1024],
-        })
+        }
     }
 
     /// Applies one uncompressed layer tar, reading `tar` to its end.
@@ -209,50 +228,121 @@ impl Applier {
             if kind != tar::EntryType::Directory {
                 bail!("a {kind:?} entry cannot replace the root directory");
             }
-            let fd = self.root.open_at(b"", OFlags::RDONLY | OFlags::DIRECTORY)?;
-            self.set_owner_and_xattrs(Target::Fd(fd.as_fd()), &meta)?;
-            self.dirs.insert(Vec::new(), DirMeta { mode: meta.mode, mtime: meta.mtime });
-            return Ok(0);
+            return self.root_dir(&meta).map(|_| 0);
         }
-        let pfd = self.parent(parent)?;
-        let pfd = pfd.as_fd();
-        self.touch(&path);
         use tar::EntryType as T;
-        match kind {
-            T::Regular | T::Continuous | T::GNUSparse if raw.ends_with(b"/") => {
-                self.dir(pfd, name, &path, &meta)?
-            }
-            T::Regular | T::Continuous | T::GNUSparse => return self.file(pfd, name, &path, &meta, e),
-            T::Directory => self.dir(pfd, name, &path, &meta)?,
-            T::Symlink => {
-                let target = e.link_name_bytes().ok_or_else(|| anyhow!("symlink without a target"))?;
-                self.replace(pfd, name, &path, |p, n| rustix::fs::symlinkat(target.as_ref(), p, n))?;
-                self.set_metadata(Target::At(pfd, name), &meta, false)?;
-            }
+        let link_name = || e.link_name_bytes().map(|t| t.into_owned());
+        let node_kind = match kind {
+            T::Regular | T::Continuous | T::GNUSparse if raw.ends_with(b"/") => T::Directory,
             T::Link => {
-                let target = e.link_name_bytes().ok_or_else(|| anyhow!("hardlink without a target"))?;
-                self.hardlink(pfd, name, &path, &target)?;
+                let target = link_name().ok_or_else(|| anyhow!("hardlink without a target"))?;
+                let pfd = self.parent(parent)?;
+                self.touch(&path);
+                self.hardlink(pfd.as_fd(), name, &path, &target)?;
+                return Ok(0);
             }
-            T::Fifo => {
+            T::XGlobalHeader => return Ok(0),
+            other => other,
+        };
+        let symlink_target;
+        let rdev = match node_kind {
+            T::Char | T::Block => rustix::fs::makedev(
+                e.header().device_major()?.unwrap_or(0),
+                e.header().device_minor()?.unwrap_or(0),
+            ),
+            _ => 0,
+        };
+        let node = match node_kind {
+            T::Regular | T::Continuous | T::GNUSparse => Node::File(e),
+            T::Directory => Node::Dir,
+            T::Symlink => {
+                symlink_target = link_name().ok_or_else(|| anyhow!("symlink without a target"))?;
+                Node::Symlink(&symlink_target)
+            }
+            T::Fifo => Node::Fifo,
+            T::Char => Node::Device(FileType::CharacterDevice, rdev),
+            T::Block => Node::Device(FileType::BlockDevice, rdev),
+            other => {
+                self.warn(&format!("{other:?}"), &format!("skipping entries of tar type {other:?}"));
+                return Ok(0);
+            }
+        };
+        let pfd = self.parent(parent)?;
+        self.touch(&path);
+        self.node(pfd.as_fd(), name, &path, node, &meta)
+    }
+
+    /// Writes one entry at `path` (relative to the root; `..` may not climb above it), replacing
+    /// what is there as a layer entry would. Returns the bytes of file content written. Whiteout
+    /// names are not interpreted: the caller says what the entry is.
+    pub fn put(&mut self, path: &[u8], node: Node<'_>, meta: &Meta) -> Result<u64> {
+        let path = clean(path)?;
+        if path.is_empty() {
+            if !matches!(node, Node::Dir) {
+                bail!("only a directory can replace the root directory");
+            }
+            return self.root_dir(meta).map(|_| 0);
+        }
+        let (parent, name) = split(&path);
+        let pfd = self.parent(parent)?;
+        self.touch(&path);
+        self.node(pfd.as_fd(), name, &path, node, meta).with_context(|| show(&path))
+    }
+
+    /// Applies a tar (an archive `ADD` extracts) with the directory `dir` of this root as its
+    /// root, made if missing: nothing in the tar can reach outside `dir`. Its directories get
+    /// their modes and times before this returns.
+    pub fn apply_in(&mut self, dir: &[u8], tar: impl Read) -> Result<Stats> {
+        let dir = clean(dir)?;
+        let fd = self.parent(&dir)?;
+        self.touch(&dir);
+        let fd = rustix::io::fcntl_dupfd_cloexec(fd.as_fd(), 0)?;
+        let mut sub = Applier::in_root(Root::from_fd(fd, self.root.path().join(show(&dir))), self.opts);
+        let stats = sub.apply(tar)?;
+        sub.finish()?;
+        // The tar may have replaced directories this applier has open.
+        self.cache = None;
+        Ok(stats)
+    }
+
+    /// The root directory's owner and xattrs now, its mode and times in `finish`.
+    fn root_dir(&mut self, meta: &Meta) -> Result<()> {
+        let fd = self.root.open_at(b"", OFlags::RDONLY | OFlags::DIRECTORY)?;
+        self.set_owner_and_xattrs(Target::Fd(fd.as_fd()), meta)?;
+        self.dirs.insert(Vec::new(), DirMeta { mode: meta.mode, mtime: meta.mtime });
+        Ok(())
+    }
+
+    /// Writes `node` as `name` in the directory `pfd` (which is `path`'s parent).
+    fn node(
+        &mut self,
+        pfd: BorrowedFd<'_>,
+        name: &[u8],
+        path: &[u8],
+        node: Node<'_>,
+        meta: &Meta,
+    ) -> Result<u64> {
+        match node {
+            Node::File(content) => return self.file(pfd, name, path, meta, content),
+            Node::Dir => self.dir(pfd, name, path, meta)?,
+            Node::Symlink(target) => {
+                self.replace(pfd, name, path, |p, n| rustix::fs::symlinkat(target, p, n))?;
+                self.set_metadata(Target::At(pfd, name), meta, false)?;
+            }
+            Node::Fifo => {
                 let mode = Mode::from_raw_mode(meta.mode & 0o7777);
-                self.replace(pfd, name, &path, |p, n| rustix::fs::mknodat(p, n, FileType::Fifo, mode, 0))?;
-                self.set_metadata(Target::At(pfd, name), &meta, true)?;
+                self.replace(pfd, name, path, |p, n| rustix::fs::mknodat(p, n, FileType::Fifo, mode, 0))?;
+                self.set_metadata(Target::At(pfd, name), meta, true)?;
             }
-            T::Char | T::Block => {
+            Node::Device(kind, rdev) => {
                 if self.opts.owners == Owners::Rootless {
                     self.warn("device nodes", "not root: skipping device nodes");
                     return Ok(0);
                 }
-                let major = e.header().device_major()?.unwrap_or(0);
-                let minor = e.header().device_minor()?.unwrap_or(0);
-                let dev = rustix::fs::makedev(major, minor);
-                let ft = if kind == T::Char { FileType::CharacterDevice } else { FileType::BlockDevice };
                 let mode = Mode::from_raw_mode(meta.mode & 0o7777);
-                self.replace(pfd, name, &path, |p, n| rustix::fs::mknodat(p, n, ft, mode, dev))?;
-                self.set_metadata(Target::At(pfd, name), &meta, true)?;
+                self.replace(pfd, name, path, |p, n| rustix::fs::mknodat(p, n, kind, mode, rdev))?;
+                self.set_metadata(Target::At(pfd, name), meta, true)?;
             }
-            T::XGlobalHeader => {}
-            other => self.warn(&format!("{other:?}"), &format!("skipping entries of tar type {other:?}")),
         }
         Ok(0)
     }
@@ -390,13 +480,13 @@ impl Applier {
         Ok(())
     }
 
-    fn file<R: Read>(
+    fn file(
         &mut self,
         pfd: BorrowedFd<'_>,
         name: &[u8],
         path: &[u8],
         meta: &Meta,
-        e: &mut tar::Entry<R>,
+        e: &mut dyn Read,
     ) -> Result<u64> {
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mode = Mode::from_raw_mode(0o600);
@@ -414,7 +504,7 @@ impl Applier {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(err).context("reading the layer tar"),
+                Err(err) => return Err(err).context("reading its content"),
             };
             file.write_all(&self.buf[..n]).context("writing")?;
             written += n as u64;

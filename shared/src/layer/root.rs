@@ -44,6 +44,11 @@ impl Root {
         Ok(Root { fd, path: path.to_path_buf() })
     }
 
+    /// A root from an open directory (`path` is for messages only).
+    pub fn from_fd(fd: OwnedFd, path: PathBuf) -> Root {
+        Root { fd, path }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -259,7 +259,13 @@ pub fn setup(spec: &Spec, rootfs: &Rootfs, bundle: &Path, cx: Isolation) -> Resu
         Rootfs::Overlay { lower, upper, work, target }
         | Rootfs::ScratchOverlay { lower, upper, work, target } => {
             let volatile = matches!(rootfs, Rootfs::ScratchOverlay { .. });
-            let lowers: Vec<String> = lower.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+            // An image (or a build) may hold the same layer twice, e.g. two RUN steps that
+            // changed the same nothing; overlayfs refuses a directory given twice (ELOOP).
+            // Keeping only the topmost copy shows the same tree: the lower copy has nothing,
+            // whiteouts included, that the upper one does not already apply above it.
+            let mut seen = std::collections::HashSet::new();
+            let lowers: Vec<String> =
+                lower.iter().filter(|p| seen.insert(*p)).map(|p| p.to_string_lossy().into_owned()).collect();
             let mut data = format!(
                 "lowerdir={},upperdir={},workdir={}",
                 lowers.join(":"),

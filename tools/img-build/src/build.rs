@@ -3,15 +3,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use img::changes::{self, Compression};
 use img::digest::Digest;
 use img::document::{Descriptor, to_canonical_json};
-use img::layer::apply::{Applier, Options as ApplyOptions, Whiteouts};
+use img::layer::apply::{Applier, Node, Options as ApplyOptions, Owners, Whiteouts};
 use img::layer::compression::decompress;
+use img::layer::root::Root;
 use img::layout::Layout;
 use img::media_type;
 use img::platform::Platform;
@@ -21,10 +22,12 @@ use img::registry::pull;
 use img::resolve;
 use img::runtime::spec::Mount as RuntimeMount;
 use img::snapshot::{self, Snapshots};
+use rustix::fs::{FileType, OFlags, Timespec};
 use serde_json::{Value, json};
 
 use crate::cache::{self, Cache, Key};
 use crate::context::{Attributes, BuildContext};
+use crate::download;
 use crate::instruction::{self, CopySpec, Instruction, Mount, Step};
 use crate::parser;
 use crate::run_step::{self, RunStep};
@@ -55,6 +58,8 @@ pub struct Options {
     pub ssh: BTreeMap<String, PathBuf>,
     /// `SOURCE_DATE_EPOCH`: clamps file times and sets every `created`.
     pub source_date_epoch: Option<u64>,
+    /// Bounds on `ADD <url>` downloads.
+    pub download: download::Limits,
 }
 
 /// The image a build wrote.
@@ -62,6 +67,9 @@ pub struct Built {
     pub manifest: Descriptor,
     pub config_digest: Digest,
 }
+
+/// Filtered copies of context paths for read-only bind mounts: the copy and the path in it.
+type ContextViews = HashMap<PathBuf, (tempfile::TempDir, PathBuf)>;
 
 /// What a finished stage left: its image and the key of its state.
 #[derive(Clone)]
@@ -82,6 +90,9 @@ pub struct Builder<'a> {
     connections: Connections,
     /// Unpacked root filesystems of stages and images that COPY --from reads.
     rootfs_copies: HashMap<String, tempfile::TempDir>,
+    /// Copies of context directories without what `.dockerignore` excludes, for read-only
+    /// bind mounts (by resolved path).
+    context_views: ContextViews,
     work: tempfile::TempDir,
     step_count: usize,
 }
@@ -109,6 +120,7 @@ impl<'a> Builder<'a> {
             _snapshots_held: snapshots_held,
             connections,
             rootfs_copies: HashMap::new(),
+            context_views: HashMap::new(),
             work,
             options,
             step_count: 0,
@@ -574,19 +586,25 @@ impl<'a> Builder<'a> {
                 }
                 "tmpfs" => out.push(RuntimeMount::new(&target, "tmpfs", "tmpfs", &["nosuid", "nodev"])),
                 "bind" => {
-                    let root = match &m.from {
-                        Some(from) => self.rootfs_of(from, done, stages)?,
-                        None => self.context.root().to_path_buf(),
-                    };
+                    let rw = m.read_only == Some(false);
                     let source = m.source.clone().unwrap_or_default();
-                    let rel = crate::context::resolve_in_root(&root, Path::new(&source))?;
-                    let opt = if m.read_only == Some(false) { "rw" } else { "ro" };
-                    out.push(RuntimeMount::new(
-                        &target,
-                        "bind",
-                        &root.join(rel).to_string_lossy(),
-                        &["rbind", opt],
-                    ));
+                    let path = match &m.from {
+                        Some(from) => {
+                            let root = self.rootfs_of(from, done, stages)?;
+                            let view = BuildContext::rootfs(&root)?;
+                            bind_source(&view, None, &source, rw, dir, self.work.path())?
+                        }
+                        None => bind_source(
+                            &self.context,
+                            Some(&mut self.context_views),
+                            &source,
+                            rw,
+                            dir,
+                            self.work.path(),
+                        )?,
+                    };
+                    let opt = if rw { "rw" } else { "ro" };
+                    out.push(RuntimeMount::new(&target, "bind", &path.to_string_lossy(), &["rbind", opt]));
                 }
                 "secret" => {
                     let id = m
@@ -690,6 +708,7 @@ impl<'a> Builder<'a> {
             None => attrs,
         };
         let staging = tempfile::Builder::new().prefix("copy-").tempdir_in(self.work.path())?;
+        let mut out = staging_applier(staging.path())?;
         let from_root = match &spec.from {
             Some(from) => Some(self.rootfs_of(&x(from)?, done, stages)?),
             None => None,
@@ -717,7 +736,8 @@ impl<'a> Builder<'a> {
                     let content = if h.expand { x(&h.content)? } else { h.content.clone() };
                     let into_dir = dest.ends_with('/') || many;
                     let target = if into_dir { format!("{dest}{name}") } else { dest.clone() };
-                    write_heredoc(staging.path(), &target, &content, attrs)?;
+                    let meta = attrs.meta(0o644, now_timespec());
+                    out.put(target.as_bytes(), Node::File(&mut content.as_bytes()), &meta)?;
                     inputs.push(format!("heredoc:{name}:{content}"));
                     continue;
                 }
@@ -727,20 +747,21 @@ impl<'a> Builder<'a> {
             }
             let source = x(source)?;
             if is_add && (source.starts_with("http://") || source.starts_with("https://")) {
-                let digest = self.add_url(&source, &dest, spec.checksum.as_deref(), attrs, staging.path())?;
+                let digest = self.add_url(&source, &dest, spec.checksum.as_deref(), attrs, &mut out)?;
                 inputs.push(format!("url:{source}:{digest}"));
                 continue;
             }
             let found = ctx.resolve(&source)?;
             inputs.push(format!("{source}:{}", ctx.digest(&found)?));
-            if is_add && found.len() == 1 && !found[0].is_dir && is_archive(&ctx.root().join(&found[0].real))?
-            {
-                extract_archive(&ctx.root().join(&found[0].real), staging.path(), &dest)?;
+            if is_add && found.len() == 1 && !found[0].is_dir && is_archive(ctx.open_file(&found[0])?)? {
+                out.apply_in(dest.as_bytes(), decompress(ctx.open_file(&found[0])?)?)
+                    .with_context(|| format!("extracting {source}"))?;
                 continue;
             }
             let into = if many && !dest.ends_with('/') { format!("{dest}/") } else { dest.clone() };
-            ctx.stage(&found, &into, attrs, staging.path())?;
+            ctx.stage(&found, &into, attrs, &mut out)?;
         }
+        out.finish()?;
         let input_refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let key = key.then(&input_refs);
         let created_by =
@@ -784,13 +805,14 @@ impl<'a> Builder<'a> {
         }
         self.log(stage, &step.text, "");
         let staging = tempfile::Builder::new().prefix("workdir-").tempdir_in(self.work.path())?;
-        let mut path = staging.path().to_path_buf();
+        let mut out = staging_applier(staging.path())?;
+        let meta = Attributes { uid, gid, mode: None }.meta(0o755, now_timespec());
+        let mut path = String::new();
         for part in rel.split('/') {
-            path.push(part);
-            fs::create_dir(&path)?;
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
-            fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            path = if path.is_empty() { part.to_string() } else { format!("{path}/{part}") };
+            out.put(path.as_bytes(), Node::Dir, &meta)?;
         }
+        out.finish()?;
         self.commit_staging(staging, &key, state, &created_by)?;
         Ok(Some(key))
     }
@@ -804,14 +826,16 @@ impl<'a> Builder<'a> {
         Ok((user.uid, gid))
     }
 
-    /// ADD of a URL: downloaded (checked against `--checksum` if given) into dest.
+    /// ADD of a URL: streamed to a temporary file while hashed (and checked against
+    /// `--checksum` if given), then written into dest. Bounded in time: connecting, each read
+    /// and the whole download have deadlines.
     fn add_url(
         &self,
         url: &str,
         dest: &str,
         checksum: Option<&str>,
         attrs: Attributes,
-        staging: &Path,
+        out: &mut Applier,
     ) -> Result<Digest> {
         let name = url
             .split(['?', '#'])
@@ -822,25 +846,16 @@ impl<'a> Builder<'a> {
             .filter(|n| !n.is_empty())
             .unwrap_or("index.html");
         let target = if dest.ends_with('/') { format!("{dest}{name}") } else { dest.to_string() };
-        let mut resp = ureq::get(url).call().with_context(|| format!("downloading {url}"))?;
-        if !resp.status().is_success() {
-            bail!("downloading {url}: {}", resp.status());
+        let want = checksum.map(|c| c.parse::<Digest>().context("--checksum")).transpose()?;
+        let mut file = tempfile::tempfile_in(self.work.path()).context("a file for the download")?;
+        let digest = download::fetch(url, &self.options.download, &mut file)?;
+        if let Some(want) = want
+            && want != digest
+        {
+            bail!("{url}: checksum mismatch: expected {want}, got {digest}");
         }
-        let mut body = Vec::new();
-        resp.body_mut().as_reader().read_to_end(&mut body).with_context(|| format!("downloading {url}"))?;
-        let digest = Digest::of(&body);
-        if let Some(want) = checksum {
-            let want: Digest = want.parse().context("--checksum")?;
-            if want != digest {
-                bail!("{url}: checksum mismatch: expected {want}, got {digest}");
-            }
-        }
-        let path = staging.join(target.trim_start_matches('/'));
-        fs::create_dir_all(path.parent().expect("has a parent"))?;
-        fs::write(&path, &body)?;
-        std::os::unix::fs::lchown(&path, Some(attrs.uid), Some(attrs.gid))?;
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&path, fs::Permissions::from_mode(attrs.mode.unwrap_or(0o600)))?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        out.put(target.as_bytes(), Node::File(&mut file), &attrs.meta(0o600, now_timespec()))?;
         Ok(digest)
     }
 
@@ -900,33 +915,79 @@ fn run_argv(state: &ImageState, command: &instruction::Command, heredocs: &[pars
     argv
 }
 
+/// What a `RUN --mount=type=bind` shows of `source` in `ctx`: never something a step can
+/// change and never a file `.dockerignore` excludes. Read-only with nothing excluded under
+/// it: the directory itself. Read-only otherwise: a filtered copy made once per build in
+/// `work` (`views` keeps them, for the build context). Read-write: a private copy in the
+/// step's scratch directory `step_dir`, thrown away with it, as BuildKit discards what a
+/// step writes to a bind mount.
+fn bind_source(
+    ctx: &BuildContext,
+    views: Option<&mut ContextViews>,
+    source: &str,
+    rw: bool,
+    step_dir: &Path,
+    work: &Path,
+) -> Result<PathBuf> {
+    let rel = ctx.resolve_path(source)?;
+    if !rw && ctx.nothing_excluded_under(&rel)? {
+        return Ok(ctx.root().join(&rel));
+    }
+    let copy = |parent: &Path| -> Result<(tempfile::TempDir, PathBuf)> {
+        let tmp = tempfile::Builder::new().prefix("bind-").tempdir_in(parent)?;
+        let mut out = staging_applier(tmp.path())?;
+        let at = ctx.copy_as_is(&rel, &mut out).with_context(|| format!("--mount source {source}"))?;
+        out.finish()?;
+        let path = tmp.path().join(at);
+        Ok((tmp, path))
+    };
+    match views {
+        Some(views) if !rw => {
+            if let Some((_, path)) = views.get(&rel) {
+                return Ok(path.clone());
+            }
+            let (tmp, path) = copy(work)?;
+            views.insert(rel, (tmp, path.clone()));
+            Ok(path)
+        }
+        _ => {
+            let (tmp, path) = copy(step_dir)?;
+            // Removed with the step's scratch directory.
+            let _ = tmp.keep();
+            Ok(path)
+        }
+    }
+}
+
 /// Where the `index`th SSH mount of a RUN (from 0) appears in the container.
 fn ssh_target(mount: &Mount, index: usize) -> String {
     mount.target.clone().unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{index}"))
 }
 
-fn write_heredoc(staging: &Path, target: &str, content: &str, attrs: Attributes) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = staging.join(target.trim_start_matches('/'));
-    fs::create_dir_all(path.parent().expect("has a parent"))?;
-    fs::write(&path, content)?;
-    std::os::unix::fs::lchown(&path, Some(attrs.uid), Some(attrs.gid))?;
-    fs::set_permissions(&path, fs::Permissions::from_mode(attrs.mode.unwrap_or(0o644)))?;
-    Ok(())
-}
+/// The most /etc/passwd or /etc/group may hold for USER and --chown lookups.
+const MAX_ACCOUNTS_FILE: u64 = 16 << 20;
 
-/// A file in the image's layers (topmost first), as overlayfs would show it.
+/// A file in the image's layers (topmost first), as overlayfs would show it. Each layer is a
+/// root: its symlinks resolve inside it, never to the host's files.
 fn read_in_layers(lower: &[PathBuf], rel: &str) -> Option<String> {
-    use std::os::unix::fs::FileTypeExt;
     for l in lower {
-        let p = l.join(rel);
-        match fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_char_device() => return None, // a whiteout
-            Ok(m) if m.is_file() => return fs::read_to_string(&p).ok(),
+        let root = Root::open(l).ok()?;
+        match entry_kind(&root, rel.as_bytes()) {
+            Some(FileType::CharacterDevice) => return None, // a whiteout
+            Some(FileType::RegularFile) => {
+                let text = crate::context::read_file(&root, rel, MAX_ACCOUNTS_FILE).ok()?;
+                return String::from_utf8(text).ok();
+            }
             _ => {}
         }
     }
     None
+}
+
+/// What `rel` is in `root` (its last component not followed), if it is there.
+fn entry_kind(root: &Root, rel: &[u8]) -> Option<FileType> {
+    let fd = root.open_at(rel, OFlags::PATH | OFlags::NOFOLLOW).ok()?;
+    rustix::fs::fstat(&fd).ok().map(|st| FileType::from_raw_mode(st.st_mode))
 }
 
 /// A user (`name`, `uid`, `name:group`, …) resolved through the layers' /etc/passwd and /etc/group.
@@ -939,55 +1000,60 @@ fn user_in_layers(lower: &[PathBuf], spec: &str) -> Result<img::runtime::user::E
 /// Whether a path exists in the image's layers (topmost first), as overlayfs would show it. A
 /// symlink on the way counts as there: docker would follow it, and it is not ours to replace.
 fn present_in_layers(lower: &[PathBuf], rel: &str) -> bool {
-    let mut layers: &[PathBuf] = lower;
-    let mut prefix = PathBuf::new();
+    let Ok(roots) = lower.iter().map(|l| Root::open(l)).collect::<std::io::Result<Vec<Root>>>() else {
+        return false;
+    };
+    let mut layers: &[Root] = &roots;
+    let mut prefix = String::new();
     for part in rel.split('/') {
-        prefix.push(part);
+        prefix = if prefix.is_empty() { part.to_string() } else { format!("{prefix}/{part}") };
         // The topmost layer with an entry here decides what it is.
-        let Some((i, meta)) = layers
-            .iter()
-            .enumerate()
-            .find_map(|(i, l)| fs::symlink_metadata(l.join(&prefix)).ok().map(|m| (i, m)))
+        let Some((i, kind)) =
+            layers.iter().enumerate().find_map(|(i, l)| entry_kind(l, prefix.as_bytes()).map(|k| (i, k)))
         else {
             return false;
         };
-        if meta.file_type().is_symlink() {
-            return true;
-        }
-        if !meta.is_dir() {
-            return false; // a file, or a whiteout
+        match kind {
+            FileType::Symlink => return true,
+            FileType::Directory => {}
+            _ => return false, // a file, or a whiteout
         }
         // An opaque directory hides what lower layers have under it.
-        let opaque = ["trusted.overlay.opaque", "user.overlay.opaque"]
-            .iter()
-            .any(|k| xattr_is_set(&layers[i].join(&prefix), k));
+        let opaque = is_opaque(&layers[i], prefix.as_bytes());
         layers = if opaque { &layers[i..=i] } else { &layers[i..] };
     }
     true
 }
 
-fn xattr_is_set(path: &Path, name: &str) -> bool {
+/// Whether the directory `rel` of a layer snapshot carries overlayfs' opaque mark.
+fn is_opaque(root: &Root, rel: &[u8]) -> bool {
+    let Ok(fd) = root.open_at(rel, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW) else {
+        return false;
+    };
     let mut buf = [0u8; 8];
-    rustix::fs::lgetxattr(path, name, &mut buf).is_ok()
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|k| rustix::fs::fgetxattr(&fd, *k, &mut buf).is_ok())
 }
 
 /// Whether ADD should extract a local file: a tar, possibly gzip or zstd compressed.
-fn is_archive(path: &Path) -> Result<bool> {
-    let file = fs::File::open(path)?;
+fn is_archive(file: fs::File) -> Result<bool> {
     let mut head = Vec::new();
     decompress(file)?.take(512).read_to_end(&mut head)?;
     Ok(head.len() >= 262 && &head[257..262] == b"ustar")
 }
 
-fn extract_archive(path: &Path, staging: &Path, dest: &str) -> Result<()> {
-    let target = staging.join(dest.trim_start_matches('/'));
-    fs::create_dir_all(&target)?;
-    let mut applier =
-        Applier::new(&target, ApplyOptions { whiteouts: Whiteouts::Delete, ..ApplyOptions::default() })?;
-    applier
-        .apply(decompress(fs::File::open(path)?)?)
-        .with_context(|| format!("extracting {}", path.display()))?;
-    applier.finish()
+/// An applier writing a step's staging directory: owners as the step says, whiteouts
+/// deleting (an archive ADD extracts may hold some), every path resolved inside it.
+fn staging_applier(dir: &Path) -> Result<Applier> {
+    Applier::new(dir, ApplyOptions { whiteouts: Whiteouts::Delete, owners: Owners::Chown })
+}
+
+/// Now, for files a step makes (heredocs, downloads, WORKDIR's directories); layers clamp it
+/// to `SOURCE_DATE_EPOCH` when set.
+fn now_timespec() -> Timespec {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timespec { tv_sec: now.as_secs() as i64, tv_nsec: now.subsec_nanos() as _ }
 }
 
 /// Removes null fields (a CMD cleared by ENTRYPOINT) from the config object.

@@ -23,6 +23,11 @@ impl Ignore {
         Ignore { patterns: Vec::new() }
     }
 
+    /// Whether no pattern excludes anything.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
     pub fn parse(text: &str) -> Result<Ignore> {
         let mut patterns = Vec::new();
         for (n, line) in text.lines().enumerate() {

@@ -6,6 +6,7 @@ pub mod build;
 pub mod cache;
 pub mod context;
 pub mod dockerignore;
+pub mod download;
 pub mod instruction;
 pub mod output;
 pub mod parser;

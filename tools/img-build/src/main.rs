@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Read};
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -76,6 +77,15 @@ struct Args {
     /// Forward an SSH agent to `RUN --mount=type=ssh` (repeatable): `default` is $SSH_AUTH_SOCK
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     ssh: Vec<String>,
+    /// `ADD <url>`: the most seconds one download may take in all
+    #[arg(long, value_name = "SECS", default_value_t = 1800)]
+    download_timeout: u64,
+    /// `ADD <url>`: the most seconds to wait for a connection, or for any one read
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    download_idle_timeout: u64,
+    /// `ADD <url>`: the largest download accepted, in bytes (default: no limit)
+    #[arg(long, value_name = "BYTES")]
+    download_max_size: Option<u64>,
     /// The build context: a directory, or `-` for a tar on stdin
     context: String,
 }
@@ -115,6 +125,12 @@ fn main() -> ExitCode {
             secrets: secrets(&args.secrets)?,
             ssh: ssh_agents(&args.ssh)?,
             source_date_epoch: source_date_epoch()?,
+            download: img_build::download::Limits {
+                connect: Duration::from_secs(args.download_idle_timeout),
+                idle: Duration::from_secs(args.download_idle_timeout),
+                total: Duration::from_secs(args.download_timeout),
+                max_bytes: args.download_max_size,
+            },
         };
         let platform = options.platform.to_string();
         let connections = Connections::new(args.registry.options()?);
@@ -174,25 +190,68 @@ fn context_dir(args: &Args) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
     Ok((dir.path().to_path_buf(), Some(dir)))
 }
 
-/// The Dockerfile's text and the name errors call it by.
+/// The most a Dockerfile may hold.
+const MAX_DOCKERFILE: u64 = 16 << 20;
+
+/// The Dockerfile's text and the name errors call it by. One inside the context is read with
+/// its symlinks resolved inside the context (a context is untrusted: `Dockerfile ->
+/// /etc/shadow` must not be read, nor its lines shown in an error); one the user names
+/// outside the context is theirs.
 fn read_dockerfile(args: &Args, context: &Path) -> Result<(String, String)> {
-    match args.file.as_deref() {
+    let (text, name) = match args.file.as_deref() {
         Some("-") => {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).context("reading the Dockerfile from stdin")?;
-            Ok((text, "Dockerfile".into()))
+            let mut text = Vec::new();
+            std::io::stdin()
+                .take(MAX_DOCKERFILE + 1)
+                .read_to_end(&mut text)
+                .context("reading the Dockerfile from stdin")?;
+            if text.len() as u64 > MAX_DOCKERFILE {
+                bail!("the Dockerfile on stdin is larger than {} MiB", MAX_DOCKERFILE >> 20);
+            }
+            (text, "Dockerfile".to_string())
         }
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-            Ok((text, path.to_string()))
+            let inside = std::path::absolute(path)
+                .ok()
+                .zip(std::fs::canonicalize(context).ok())
+                .and_then(|(file, ctx)| file.strip_prefix(&ctx).ok().map(Path::to_path_buf));
+            let text = match inside {
+                Some(rel) => in_context(context, &rel.to_string_lossy())?,
+                None => read_named(Path::new(path))?,
+            };
+            (text, path.to_string())
         }
-        None => {
-            let path = context.join("Dockerfile");
-            let text =
-                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            Ok((text, "Dockerfile".into()))
-        }
+        None => (in_context(context, "Dockerfile")?, "Dockerfile".to_string()),
+    };
+    let text = String::from_utf8(text).map_err(|_| anyhow::anyhow!("{name}: not UTF-8 text"))?;
+    Ok((text, name))
+}
+
+/// A Dockerfile inside the context, read confined to it.
+fn in_context(context: &Path, rel: &str) -> Result<Vec<u8>> {
+    let root = img::layer::root::Root::open(context)
+        .with_context(|| format!("build context {}", context.display()))?;
+    img_build::context::read_file(&root, rel, MAX_DOCKERFILE).with_context(|| format!("reading {rel}"))
+}
+
+/// A Dockerfile the user named outside the context: a regular file of bounded size.
+fn read_named(path: &Path) -> Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| format!("reading {shown}"))?;
+    if !file.metadata()?.is_file() {
+        bail!("{shown} is not a regular file");
     }
+    let mut text = Vec::new();
+    file.take(MAX_DOCKERFILE + 1).read_to_end(&mut text).with_context(|| format!("reading {shown}"))?;
+    if text.len() as u64 > MAX_DOCKERFILE {
+        bail!("{shown} is larger than {} MiB", MAX_DOCKERFILE >> 20);
+    }
+    Ok(text)
 }
 
 /// `KEY=VALUE` list; with `from_env`, a bare `KEY` takes the caller's value.
