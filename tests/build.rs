@@ -863,3 +863,17 @@ fn add_host_reaches_run_steps_and_their_cache_key() {
     let out = build(&store, ctx.path(), &dockerfile, &["--add-host", "db"]);
     assert!(!out.status.success() && stderr(&out).contains("expected HOST:IP"), "{}", stderr(&out));
 }
+
+/// Two RUN steps that change the same nothing make the same layer twice; the next RUN still
+/// mounts its overlay (overlayfs refuses a lower directory given twice).
+#[test]
+fn identical_layers_twice_still_run() {
+    let (store, ctx) = setup();
+    let (_, _) = built(
+        &store,
+        ctx.path(),
+        &format!("FROM {BASE}\nRUN true\nRUN true\nRUN echo ran > /ran\n"),
+        &["-t", "localhost/twice:1"],
+    );
+    assert_eq!(run(&store, "localhost/twice:1", &["cat", "/ran"]), "ran\n");
+}

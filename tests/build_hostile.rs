@@ -227,8 +227,8 @@ fn rw_bind_mounts_never_change_the_context_or_another_stage() {
              RUN echo stage > /f\n\
              FROM {BASE}\n\
              RUN --mount=type=bind,rw,target=/ctx echo evil > /ctx/.git/hooks/post-checkout \
-                 && echo changed > /ctx/existing && cat /ctx/existing\n\
-             RUN --mount=type=bind,rw,from=first,target=/s echo changed > /s/f\n\
+                 && echo changed > /ctx/existing && cat /ctx/existing > /r1\n\
+             RUN --mount=type=bind,rw,from=first,target=/s echo changed > /s/f && echo > /r2\n\
              COPY --from=first /f /from-first\n\
              RUN --mount=type=bind,target=/ctx cat /ctx/existing > /seen\n"
         ),
@@ -241,7 +241,7 @@ fn rw_bind_mounts_never_change_the_context_or_another_stage() {
     let mut before = before;
     before.retain(|k, _| k != "Dockerfile");
     assert_eq!(after, before, "the context on the host is unchanged");
-    assert_eq!(s.run("localhost/rw:1", "cat /from-first /seen"), "stage\noriginal\n");
+    assert_eq!(s.run("localhost/rw:1", "cat /r1 /from-first /seen"), "changed\nstage\noriginal\n");
 }
 
 /// Files `.dockerignore` excludes are invisible through bind mounts, read-only or not, as

@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use img::layer::root::Root;
 use img::runtime::options;
 use img::runtime::spec::{Mount, Spec};
 use img::runtime::{self, Container, Outcome, Rootfs};
@@ -119,29 +120,38 @@ fn wait_for(child: Pid) -> Result<i32> {
 /// Removes empty files and directories the runtime created as mount points (they are in no
 /// lower layer), and then parents that became empty for that reason.
 fn remove_mount_stubs(upper: &Path, lower: &[PathBuf], stubs: &[String]) -> Result<()> {
-    let in_lower = |rel: &Path| lower.iter().any(|l| l.join(rel).symlink_metadata().is_ok());
+    use rustix::fs::{AtFlags, FileType, OFlags};
+    // Mount targets come from the Dockerfile: resolved inside the upper directory and the
+    // layers, never by joining them onto a host path (`target=/../../x` is `/x`).
+    let upper = Root::open(upper).with_context(|| format!("opening {}", upper.display()))?;
+    let lower: Vec<Root> = lower.iter().map(|l| Root::open(l)).collect::<std::io::Result<_>>()?;
+    let in_lower = |rel: &[u8]| lower.iter().any(|l| l.open_at(rel, OFlags::PATH | OFlags::NOFOLLOW).is_ok());
     for stub in stubs {
-        let mut rel = PathBuf::from(stub);
-        loop {
-            let path = upper.join(&rel);
-            let Ok(meta) = path.symlink_metadata() else { break };
-            let empty = if meta.is_dir() {
-                fs::read_dir(&path)?.next().is_none()
+        let mut rel = img::layer::apply::clean_clamped(stub.as_bytes());
+        while !rel.is_empty() {
+            let (parent, name) = match rel.iter().rposition(|b| *b == b'/') {
+                Some(i) => (rel[..i].to_vec(), rel[i + 1..].to_vec()),
+                None => (Vec::new(), rel.clone()),
+            };
+            let Ok(dir) = upper.open_at(&parent, OFlags::PATH | OFlags::DIRECTORY) else { break };
+            let Ok(st) = rustix::fs::statat(&dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) else { break };
+            let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+            let empty = if is_dir {
+                let fd = upper.open_at(&rel, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW)?;
+                rustix::fs::Dir::read_from(&fd)?.filter_map(|e| e.ok()).all(|e| {
+                    let n = e.file_name().to_bytes();
+                    n == b"." || n == b".."
+                })
             } else {
-                meta.is_file() && meta.len() == 0
+                FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_size == 0
             };
             if !empty || in_lower(&rel) {
                 break;
             }
-            if meta.is_dir() {
-                fs::remove_dir(&path)?
-            } else {
-                fs::remove_file(&path)?
-            }
-            match rel.parent() {
-                Some(p) if !p.as_os_str().is_empty() => rel = p.to_path_buf(),
-                _ => break,
-            }
+            let flags = if is_dir { AtFlags::REMOVEDIR } else { AtFlags::empty() };
+            rustix::fs::unlinkat(&dir, name.as_slice(), flags)
+                .with_context(|| format!("removing the mount point {}", String::from_utf8_lossy(&rel)))?;
+            rel = parent;
         }
     }
     Ok(())
@@ -166,6 +176,12 @@ mod tests {
         let stubs: Vec<String> =
             ["proc", "etc/hosts", "dev", "sys", "cache/deep"].iter().map(|s| s.to_string()).collect();
         remove_mount_stubs(&upper, &[lower], &stubs).unwrap();
+        // A target that climbs out is the same path inside: nothing outside is touched.
+        let outside = d.path().join("outside");
+        fs::write(&outside, "").unwrap();
+        remove_mount_stubs(&upper, &[], &["../outside".to_string(), "/../../../outside".to_string()])
+            .unwrap();
+        assert!(outside.exists());
         assert!(!upper.join("proc").exists());
         assert!(!upper.join("etc").exists(), "etc only held the stub");
         assert!(upper.join("dev/made-by-command").exists());
