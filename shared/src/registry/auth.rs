@@ -1,6 +1,11 @@
 //! Registry authentication: where credentials come from (docker and containers config files,
 //! credential helpers, a flag), and the `WWW-Authenticate` challenge flows (Basic, and the
 //! Bearer token flow with tokens reused per scope).
+//!
+//! A [`Session`] belongs to one registry origin and only ever sees challenges from it (a 401
+//! from a redirect target or another host never reaches it, see [`super::origin`]), so its
+//! credentials go only to that registry and to the token realm it announced, and its tokens
+//! only back to that registry.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -238,6 +243,8 @@ fn parse_params(s: &str) -> HashMap<String, String> {
 #[derive(Debug, Default)]
 pub struct Session {
     credentials: Option<Credentials>,
+    /// For naming the limit a token request hit.
+    timeouts: super::Timeouts,
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, String>>,
     /// Held while a token is fetched ahead of a request, so threads share one fetch.
@@ -245,8 +252,8 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(credentials: Option<Credentials>) -> Session {
-        Session { credentials, ..Session::default() }
+    pub fn new(credentials: Option<Credentials>, timeouts: super::Timeouts) -> Session {
+        Session { credentials, timeouts, ..Session::default() }
     }
 
     pub fn has_credentials(&self) -> bool {
@@ -316,6 +323,11 @@ impl Session {
         }
     }
 
+    /// Asks the realm for a token, with the user's credentials. The realm may be on another
+    /// host or use plain http while the registry uses https (docker allows both): the registry
+    /// the user trusts named it. Redirects from the realm are not followed (the agent follows
+    /// none), so the credentials go nowhere else. The request runs under the agent's limits:
+    /// `--timeout` as a whole, and the answer is read up to 1 MiB.
     fn fetch_token(
         &self,
         agent: &ureq::Agent,
@@ -323,6 +335,11 @@ impl Session {
         service: Option<&str>,
         scopes: &[&str],
     ) -> Result<String> {
+        let describe = |e: ureq::Error| match e {
+            ureq::Error::Timeout(which) => self.timeouts.describe(which),
+            ureq::Error::BodyExceedsLimit(_) => "its answer is larger than 1 MiB".to_string(),
+            e => e.to_string(),
+        };
         let mut query: Vec<(&str, &str)> = Vec::new();
         if let Some(s) = service {
             query.push(("service", s));
@@ -348,7 +365,7 @@ impl Session {
                 req.call()
             }
         };
-        let mut response = response.map_err(|e| anyhow!("token service {realm}: {e}"))?;
+        let mut response = response.map_err(|e| anyhow!("token service {realm}: {}", describe(e)))?;
         let status = response.status().as_u16();
         if status == 401 || status == 403 {
             bail!("authentication failed at {realm}: wrong username or password? ({status})");
@@ -361,7 +378,7 @@ impl Session {
             .with_config()
             .limit(1 << 20)
             .read_to_string()
-            .map_err(|e| anyhow!("token service {realm}: {e}"))?;
+            .map_err(|e| anyhow!("token service {realm}: {}", describe(e)))?;
         let body: Value = serde_json::from_str(&text)
             .map_err(|e| anyhow!("token service {realm}: malformed answer: {e}"))?;
         body.get("token")

@@ -8,26 +8,35 @@
 //!   or `$IMG_INSECURE_REGISTRIES`, comma-separated) is tried over https without verification,
 //!   then over http. A certificate that does not verify is an error, never a reason to downgrade.
 //! - Retries: 429, 5xx, connection failures and resets, with exponential backoff that honours
-//!   `Retry-After`. Redirects (blob downloads from a CDN) are followed by hand so the
-//!   `Authorization` header is dropped when the host changes.
+//!   `Retry-After`. Redirects (blob downloads from a CDN) are followed by hand (ureq follows
+//!   none: `max_redirects(0)`) so that credentials go only to the registry's own origin
+//!   ([`origin`]): a redirect or upload `Location` elsewhere gets no `Authorization` header, and
+//!   a 401 from there is an error, never a login.
+//! - Time limits on connecting, on idle connections and on whole documents ([`timeouts`]);
+//!   size limits on every document read into memory (manifests, configs, tokens, errors).
 
 pub mod auth;
+pub mod origin;
 pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod sources;
+pub mod timeouts;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use ureq::RequestExt;
 use ureq::http::{self, HeaderMap, Method, Response};
 
 use crate::digest::Digest;
 use crate::media_type;
 use auth::{Credentials, Session};
+use origin::Origin;
+pub use timeouts::{Budget, Timeouts};
 
 pub type HttpResponse = Response<ureq::Body>;
 
@@ -47,6 +56,7 @@ pub struct Options {
     pub retries: u32,
     /// The first backoff delay; it doubles on each retry.
     pub backoff: Duration,
+    pub timeouts: Timeouts,
 }
 
 impl Default for Options {
@@ -58,6 +68,7 @@ impl Default for Options {
             auth_file: None,
             retries: 5,
             backoff: Duration::from_millis(250),
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -110,6 +121,8 @@ pub enum Body<'a> {
 pub struct Registry {
     name: String,
     base: String,
+    /// The only origin our credentials are sent to (besides the token realm it names).
+    origin: Origin,
     agent: ureq::Agent,
     session: Session,
     pub(crate) options: Options,
@@ -130,7 +143,7 @@ enum Verify {
     Off,
 }
 
-fn agent(verify: Verify) -> ureq::Agent {
+fn agent(verify: Verify, timeouts: &Timeouts) -> ureq::Agent {
     use ureq::tls::{RootCerts, TlsConfig};
     let tls = match verify {
         Verify::Default => TlsConfig::builder().build(),
@@ -139,13 +152,14 @@ fn agent(verify: Verify) -> ureq::Agent {
     };
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        // Redirects are followed in `send_once`, which decides what each hop may carry.
         .max_redirects(0)
-        .timeout_connect(Some(Duration::from_secs(15)))
-        .timeout_resolve(Some(Duration::from_secs(15)))
-        .timeout_send_request(Some(Duration::from_secs(60)))
-        .timeout_recv_response(Some(Duration::from_secs(120)))
-        .timeout_per_read(Some(Duration::from_secs(60)))
-        .timeout_per_write(Some(Duration::from_secs(60)))
+        .timeout_connect(timeouts.connect)
+        .timeout_resolve(timeouts.connect)
+        .timeout_per_read(timeouts.read)
+        .timeout_per_write(timeouts.read)
+        // Requests made without a budget of their own (`/v2/`, tokens) are documents.
+        .timeout_global(timeouts.document)
         .user_agent(concat!("img/", env!("CARGO_PKG_VERSION")))
         .accept("")
         .accept_encoding("identity")
@@ -208,6 +222,10 @@ fn is_certificate_error(e: &ureq::Error) -> bool {
 }
 
 fn is_retryable(e: &ureq::Error) -> bool {
+    // A document's overall deadline covers its retries: once it is spent, nothing is left.
+    if matches!(e, ureq::Error::Timeout(ureq::Timeout::Global)) {
+        return false;
+    }
     matches!(
         e,
         ureq::Error::Io(_)
@@ -219,8 +237,9 @@ fn is_retryable(e: &ureq::Error) -> bool {
 }
 
 /// Describes a transport error in words a user recognises.
-fn describe(e: &ureq::Error) -> String {
+fn describe(e: &ureq::Error, timeouts: &Timeouts) -> String {
     match e {
+        ureq::Error::Timeout(which) => timeouts.describe(*which),
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             "cannot connect: connection refused (is the registry running?)".into()
         }
@@ -248,21 +267,25 @@ impl Registry {
                 .with_context(|| format!("reading credentials for {name}"))?,
         };
         let insecure = options.insecure.iter().any(|h| h == name || h == &host);
-        let secure_agent = agent(roots(name, &options.ca_files)?.map_or(Verify::Default, Verify::Roots));
+        let timeouts = &options.timeouts;
+        let secure_agent =
+            agent(roots(name, &options.ca_files)?.map_or(Verify::Default, Verify::Roots), timeouts);
         let mut attempts: Vec<(String, ureq::Agent)> = vec![(format!("https://{host}"), secure_agent)];
         if insecure {
-            attempts = vec![(format!("https://{host}"), agent(Verify::Off))];
+            attempts = vec![(format!("https://{host}"), agent(Verify::Off, timeouts))];
         }
         if insecure || is_loopback(name) {
-            attempts.push((format!("http://{host}"), agent(Verify::Default)));
+            attempts.push((format!("http://{host}"), agent(Verify::Default, timeouts)));
         }
         let mut first_error = None;
         for (base, agent) in attempts {
+            let origin = Origin::of(&base).ok_or_else(|| anyhow!("{name}: not a registry name"))?;
             let registry = Registry {
                 name: name.to_string(),
                 base,
+                origin,
                 agent,
-                session: Session::new(credentials.clone()),
+                session: Session::new(credentials.clone(), *timeouts),
                 options: options.clone(),
             };
             match registry.ping() {
@@ -271,7 +294,8 @@ impl Registry {
                     let cert = e.downcast_ref::<ureq::Error>().is_some_and(is_certificate_error);
                     let err = anyhow!(
                         "{name}: {}",
-                        e.downcast_ref::<ureq::Error>().map_or_else(|| format!("{e:#}"), describe)
+                        e.downcast_ref::<ureq::Error>()
+                            .map_or_else(|| format!("{e:#}"), |e| describe(e, timeouts))
                     );
                     if cert {
                         return Err(err);
@@ -331,6 +355,8 @@ impl Registry {
     /// Sends a request with authentication, retries and redirects. `scope` is the token scope
     /// (`repository:NAME:pull`, several separated by spaces). Returns the final response
     /// whatever its status; `on_retry` is called before each new attempt (to rewind progress).
+    /// A request with a file body is a layer transfer; anything else is a document, bounded by
+    /// `--timeout` as a whole (see [`timeouts`]).
     pub fn send(
         &self,
         method: Method,
@@ -340,7 +366,11 @@ impl Registry {
         body: Body<'_>,
         on_retry: impl FnMut(),
     ) -> Result<HttpResponse> {
-        self.send_with(self.options.retries, method, url, scope, headers, body, on_retry)
+        let budget = match body {
+            Body::File { .. } => Budget::Transfer,
+            _ => Budget::Document,
+        };
+        self.send_with(self.options.retries, budget, method, url, scope, headers, body, on_retry)
     }
 
     /// [`Registry::send`] without retries (for an upload chunk, which is recovered by asking
@@ -353,13 +383,18 @@ impl Registry {
         headers: &[(&str, String)],
         body: Body<'_>,
     ) -> Result<HttpResponse> {
-        self.send_with(0, method, url, scope, headers, body, || {})
+        let budget = match body {
+            Body::File { .. } => Budget::Transfer,
+            _ => Budget::Document,
+        };
+        self.send_with(0, budget, method, url, scope, headers, body, || {})
     }
 
     #[allow(clippy::too_many_arguments)]
     fn send_with(
         &self,
         retries: u32,
+        budget: Budget,
         method: Method,
         url: &str,
         scope: &str,
@@ -367,18 +402,35 @@ impl Registry {
         body: Body<'_>,
         mut on_retry: impl FnMut(),
     ) -> Result<HttpResponse> {
-        self.session.prepare(&self.agent, scope)?;
+        let deadline = match budget {
+            Budget::Document => self.options.timeouts.document.map(|d| Instant::now() + d),
+            Budget::Transfer => None,
+        };
+        // Only requests to the registry itself get a token fetched ahead.
+        if self.origin.serves(url) {
+            self.session.prepare(&self.agent, scope)?;
+        }
         let mut attempt = 0u32;
         let mut refreshed = false;
         loop {
             if attempt > 0 {
                 on_retry();
             }
-            let outcome = self.send_once(&method, url, scope, headers, body);
+            let outcome = self.send_once(&method, url, scope, headers, body, deadline);
             let delay = match outcome {
-                Ok(resp) => {
+                Ok((resp, Some(elsewhere))) if matches!(resp.status().as_u16(), 401 | 407) => {
+                    // Logging in there would hand it our credentials (or fetch a token of its
+                    // own that we would then send to the registry).
+                    bail!(
+                        "{} (where the registry sent us) asks for credentials ({}): img sends them only to {}",
+                        elsewhere,
+                        resp.status().as_u16(),
+                        self.origin.host_port()
+                    );
+                }
+                Ok((resp, elsewhere)) => {
                     let status = resp.status().as_u16();
-                    if status == 401 && !refreshed {
+                    if status == 401 && !refreshed && elsewhere.is_none() {
                         refreshed = true;
                         let challenge = header(resp.headers(), "www-authenticate");
                         if self.session.on_unauthorized(&self.agent, challenge.as_deref(), scope)? {
@@ -398,17 +450,25 @@ impl Registry {
                 Err(e) => {
                     let retryable = e.downcast_ref::<ureq::Error>().is_some_and(is_retryable);
                     if !retryable || attempt >= retries {
-                        let what = e.downcast_ref::<ureq::Error>().map_or_else(|| format!("{e:#}"), describe);
+                        let what = e
+                            .downcast_ref::<ureq::Error>()
+                            .map_or_else(|| format!("{e:#}"), |e| describe(e, &self.options.timeouts));
                         bail!("{what}");
                     }
                     self.options.backoff * 2u32.pow(attempt.min(6))
                 }
             };
+            // A wait past the deadline would only end in a timeout: the next attempt reports it.
+            let delay = deadline.map_or(delay, |d| delay.min(d.saturating_duration_since(Instant::now())));
             std::thread::sleep(delay);
             attempt += 1;
         }
     }
 
+    /// One attempt, following redirects of GET and HEAD. Returns the response and, when the
+    /// request went to another origin than the registry's (a redirect target, an upload
+    /// location), that origin's `host:port`. Only requests to the registry's own origin carry
+    /// our `Authorization`.
     fn send_once(
         &self,
         method: &Method,
@@ -416,28 +476,48 @@ impl Registry {
         scope: &str,
         headers: &[(&str, String)],
         body: Body<'_>,
-    ) -> Result<HttpResponse> {
+        deadline: Option<Instant>,
+    ) -> Result<(HttpResponse, Option<String>)> {
         let mut url = url.to_string();
-        let mut authorise = true;
+        // The first origin of the chain that is not the registry's.
+        let mut elsewhere: Option<String> = None;
         for _ in 0..6 {
             let mut builder = http::Request::builder().method(method.clone()).uri(&url);
             for (k, v) in headers {
                 builder = builder.header(*k, v);
             }
-            if authorise && let Some(h) = self.session.header(scope) {
+            // Decided per hop against the registry itself, not the previous hop, so an https →
+            // http downgrade on the same host loses them too; and a chain that has left the
+            // registry does not get them back by redirecting to it (the other host would choose
+            // what we ask the registry with our credentials).
+            if elsewhere.is_none() && !self.origin.serves(&url) {
+                elsewhere = Some(Origin::of(&url).map_or_else(|| url.clone(), |o| o.host_port()));
+            }
+            if elsewhere.is_none()
+                && let Some(h) = self.session.header(scope)
+            {
                 builder = builder.header("Authorization", h);
             }
+            // What is left of a document's deadline; a transfer has none (the agent's default
+            // is the document limit, so it is lifted explicitly).
+            let limit = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()).filter(|l| !l.is_zero()) {
+                    Some(left) => Some(left),
+                    None => return Err(ureq::Error::Timeout(ureq::Timeout::Global).into()),
+                },
+                None => None,
+            };
             let resp = match body {
                 Body::Empty => {
                     let with_length = matches!(*method, Method::PUT | Method::POST | Method::PATCH);
                     if with_length {
                         builder = builder.header("Content-Length", "0");
                     }
-                    self.agent.run(builder.body(ureq::SendBody::none())?)?
+                    self.run(builder.body(ureq::SendBody::none())?, limit)?
                 }
                 Body::Bytes(bytes) => {
                     builder = builder.header("Content-Length", bytes.len().to_string());
-                    self.agent.run(builder.body(bytes)?)?
+                    self.run(builder.body(bytes)?, limit)?
                 }
                 Body::File { path, offset, len } => {
                     use std::io::{Seek, SeekFrom};
@@ -445,24 +525,42 @@ impl Registry {
                     file.seek(SeekFrom::Start(offset))?;
                     let reader = std::io::BufReader::with_capacity(1 << 18, file.take(len));
                     builder = builder.header("Content-Length", len.to_string());
-                    self.agent.run(builder.body(ureq::SendBody::from_owned_reader(reader))?)?
+                    self.run(builder.body(ureq::SendBody::from_owned_reader(reader))?, limit)?
                 }
             };
             let status = resp.status().as_u16();
             let redirect = matches!(status, 301 | 302 | 303 | 307 | 308)
                 && matches!(*method, Method::GET | Method::HEAD);
             match header(resp.headers(), "location") {
-                Some(location) if redirect => {
-                    let next = resolve(&url, &location);
-                    if host_of(&next) != host_of(&url) {
-                        authorise = false; // never hand our token to another host
-                    }
-                    url = next;
-                }
-                _ => return Ok(resp),
+                Some(location) if redirect => url = resolve(&url, &location),
+                _ => return Ok((resp, elsewhere)),
             }
         }
         bail!("{url}: too many redirects")
+    }
+
+    /// Runs one request with `limit` as its overall deadline (`None`: none).
+    fn run(
+        &self,
+        request: http::Request<impl ureq::AsSendBody>,
+        limit: Option<Duration>,
+    ) -> Result<HttpResponse, ureq::Error> {
+        request.with_agent(&self.agent).configure().timeout_global(limit).run()
+    }
+
+    /// Words for an error from reading a response body (a timeout names its flag).
+    pub fn describe_io(&self, e: &std::io::Error) -> String {
+        match e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>()) {
+            Some(inner) => describe(inner, &self.options.timeouts),
+            None => e.to_string(),
+        }
+    }
+
+    /// Whether a body read failed because the request's overall deadline passed.
+    pub fn is_deadline(&self, e: &std::io::Error) -> bool {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|inner| matches!(inner, ureq::Error::Timeout(ureq::Timeout::Global)))
     }
 
     /// A URL under `/v2/` of this registry.
@@ -512,11 +610,6 @@ fn http_date(s: &str) -> Option<u64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     u64::try_from(days * 86_400 + h * 3600 + m * 60 + sec).ok()
-}
-
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split('/').next().unwrap_or_default()
 }
 
 fn resolve(base: &str, location: &str) -> String {
@@ -577,8 +670,12 @@ pub struct FetchedManifest {
     pub digest: Digest,
 }
 
-/// Largest manifest we accept (distribution's own limit is 4 MiB).
+/// Largest manifest or index we accept (distribution's own limit is 4 MiB).
 const MAX_MANIFEST: u64 = 4 << 20;
+
+/// Largest image config we fetch: it is read into memory, and real ones are kilobytes (even
+/// with hundreds of history entries), so a bigger one is a registry lying about what it is.
+pub const MAX_CONFIG: u64 = 16 << 20;
 
 /// One repository of a registry, with the scope its requests ask for.
 pub struct Repository<'r> {
@@ -637,12 +734,17 @@ impl<'r> Repository<'r> {
             return Err(status_error(resp, self.registry.has_credentials()));
         }
         let content_type = header(resp.headers(), "content-type").unwrap_or_default();
-        let bytes = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_MANIFEST)
-            .read_to_vec()
-            .map_err(|e| anyhow!("reading manifest: {e}"))?;
+        let too_big =
+            || anyhow!("the manifest is larger than {} MiB, the most we accept", MAX_MANIFEST >> 20);
+        let announced = header(resp.headers(), "content-length").and_then(|l| l.trim().parse::<u64>().ok());
+        if announced.is_some_and(|n| n > MAX_MANIFEST) {
+            return Err(too_big());
+        }
+        // Read under what is left of the request's --timeout (set when it was sent).
+        let bytes = resp.body_mut().with_config().limit(MAX_MANIFEST).read_to_vec().map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(_) => too_big(),
+            e => anyhow!("reading the manifest: {}", describe(&e, &self.registry.options.timeouts)),
+        })?;
         let mut media_type = content_type.split(';').next().unwrap_or_default().trim().to_string();
         if media_type == media_type::DOCKER_SCHEMA1 || media_type == media_type::DOCKER_SCHEMA1_SIGNED {
             bail!("Docker schema1 manifests are not supported (deprecated since 2017); re-push the image");
@@ -698,11 +800,13 @@ impl<'r> Repository<'r> {
     }
 
     /// `GET` a blob from byte `from`; the caller checks the status (200, or 206 for a range).
+    /// A layer is a [`Budget::Transfer`]; a config, a [`Budget::Document`].
     pub fn get_blob(
         &self,
         digest: &Digest,
         from: u64,
         last: Option<u64>,
+        budget: Budget,
         on_retry: impl FnMut(),
     ) -> Result<HttpResponse> {
         let url = self.registry.url(&format!("{}/blobs/{digest}", self.name));
@@ -712,7 +816,17 @@ impl<'r> Repository<'r> {
             None if from > 0 => headers.push(("Range", format!("bytes={from}-"))),
             None => {}
         }
-        self.registry.send(Method::GET, &url, &self.scope, &headers, Body::Empty, on_retry)
+        let retries = self.registry.options.retries;
+        self.registry.send_with(
+            retries,
+            budget,
+            Method::GET,
+            &url,
+            &self.scope,
+            &headers,
+            Body::Empty,
+            on_retry,
+        )
     }
 }
 
@@ -753,7 +867,6 @@ mod tests {
             "http://h:5/v2/a/blobs/uploads/u?x=1"
         );
         assert_eq!(resolve("http://h:5/v2/x", "https://cdn/y"), "https://cdn/y");
-        assert_eq!(host_of("https://cdn.example:443/y/z"), "cdn.example:443");
         assert_eq!(http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
         assert_eq!(http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
         assert_eq!(http_date("yesterday"), None);
@@ -782,6 +895,16 @@ pub struct RegistryArgs {
     /// Retries of a failed request (429, 5xx, connection errors), with backoff
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
+    /// Give up on a manifest, index, config or token not fully received in this time, retries
+    /// included (layers have no such limit, only --read-timeout); 0: no limit
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = timeouts::parse_duration)]
+    pub timeout: Duration,
+    /// Give up connecting to a registry (or a host it sends us to) after this long; 0: no limit
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = timeouts::parse_duration)]
+    pub connect_timeout: Duration,
+    /// Give up on any request, layers included, when no data moves for this long; 0: no limit
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = timeouts::parse_duration)]
+    pub read_timeout: Duration,
     /// Print a line per image on stderr
     #[arg(short, long)]
     pub verbose: bool,
@@ -796,6 +919,11 @@ impl RegistryArgs {
             credentials,
             auth_file: self.authfile.clone(),
             retries: self.retries,
+            timeouts: Timeouts {
+                connect: timeouts::limit(self.connect_timeout),
+                read: timeouts::limit(self.read_timeout),
+                document: timeouts::limit(self.timeout),
+            },
             ..Options::default()
         }
         .with_env())

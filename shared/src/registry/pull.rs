@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::progress::{Progress, Silent};
-use super::{Connections, Registry, Repository, copy_body, header, status_error};
+use super::{Budget, Connections, MAX_CONFIG, Registry, Repository, copy_body, header, status_error};
 use crate::digest::Digest;
 use crate::document::{self, Descriptor};
 use crate::layout::Layout;
@@ -222,6 +222,20 @@ pub fn pull(
         }
     };
 
+    // A config is read into memory: one said to be huge is refused before anything is stored.
+    for (doc, _) in &manifests {
+        let m = document::parse_manifest(&doc.bytes)
+            .with_context(|| format!("manifest {}", doc.descriptor.digest))?;
+        if m.config.size > MAX_CONFIG {
+            bail!(
+                "the config {} is said to be {} MiB, more than the {} MiB we accept",
+                m.config.digest,
+                m.config.size >> 20,
+                MAX_CONFIG >> 20
+            );
+        }
+    }
+
     // Manifests are stored first: until the ref names them they are only garbage GC may sweep
     // (after this pull), and their small writes need not wait behind the layers' at the end.
     for (doc, _) in &manifests {
@@ -323,11 +337,17 @@ fn fetch_into(
     transferred: &AtomicU64,
 ) -> Result<()> {
     let retries = repo.registry.options.retries;
+    // Configs are documents (small, read whole); layers are transfers of any size.
+    let budget = if desc.size <= MAX_CONFIG && media_type::is_image_config(&desc.media_type) {
+        Budget::Document
+    } else {
+        Budget::Transfer
+    };
     let mut failures = 0u32;
     while partial.offset() < end || (desc.size == 0 && failures == 0) {
         let from = partial.offset();
         let last = (end < desc.size).then(|| end - 1);
-        let resp = repo.get_blob(&desc.digest, from, last, || {})?;
+        let resp = repo.get_blob(&desc.digest, from, last, budget, || {})?;
         let status = resp.status().as_u16();
         match status {
             200 if from > 0 => {
@@ -378,8 +398,10 @@ fn fetch_into(
             }
             Err(e) => {
                 failures += 1;
-                if failures > retries {
-                    return Err(anyhow!("download interrupted: {e} (run again to resume)"));
+                // A config's deadline is spent: asking again would only start another one.
+                if failures > retries || repo.registry.is_deadline(&e) {
+                    let what = repo.registry.describe_io(&e);
+                    return Err(anyhow!("download interrupted: {what} (run again to resume)"));
                 }
                 std::thread::sleep(repo.registry.options.backoff * 2u32.pow(failures.min(6) - 1));
             }
