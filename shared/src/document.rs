@@ -15,6 +15,18 @@ use crate::platform::Platform;
 
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 
+/// The largest manifest or index read from a layout: distribution's limit on a manifest it
+/// accepts (4 MiB), which img-pull applies to what it fetches too.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+/// The largest image config read from a layout: twice the 4 MiB containers/image (skopeo,
+/// Podman, CRI-O) reads configs under, so any config those read, we read.
+pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
+/// The largest `index.json` read: about 100,000 refs.
+pub const MAX_INDEX_JSON_BYTES: u64 = 32 << 20;
+/// How many documents deep a walk from an `index.json` entry may go (index → index → … →
+/// manifest → subject …); real images nest two or three.
+pub const MAX_NESTING: usize = 16;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {

@@ -22,8 +22,10 @@ impl Collected {
 }
 
 /// Removes every blob not reachable from `index.json`. If any root cannot be read, nothing is
-/// removed: the error says which.
+/// removed: the error says which. Nor is anything removed from a layout whose own directories
+/// or lock files are symlinks (or not what they must be): collection never leaves the layout.
 pub fn collect(layout: &Layout) -> Result<Collected> {
+    layout.check_own_files()?;
     let _gc = layout.lock_for_gc()?;
     let _index = layout.lock_index()?;
     let index = layout.read_index()?;

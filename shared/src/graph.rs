@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::digest::Digest;
-use crate::document::{self, Descriptor};
+use crate::document::{self, Descriptor, MAX_NESTING};
 use crate::layout::Layout;
 use crate::media_type::{self, Kind};
 
@@ -35,11 +35,13 @@ impl Reachable {
 
 /// Marks everything reachable from `roots`. A root manifest or index that is missing, corrupt
 /// or malformed is an error, since what it points at cannot be known; missing children of an
-/// index, configs and layers are leaves and are only recorded.
+/// index, configs and layers are leaves and are only recorded. Documents nested more than
+/// [`MAX_NESTING`] deep are an error too.
 pub fn reachable(layout: &Layout, roots: &[Descriptor]) -> Result<Reachable> {
     let mut seen = Reachable::default();
-    let mut stack: Vec<(Descriptor, bool)> = roots.iter().map(|d| (d.clone(), true)).collect();
-    while let Some((desc, required)) = stack.pop() {
+    // Each descriptor with whether it must be there and how deep below its root it is.
+    let mut stack: Vec<(Descriptor, bool, usize)> = roots.iter().map(|d| (d.clone(), true, 0)).collect();
+    while let Some((desc, required, depth)) = stack.pop() {
         if !seen.digests.insert(desc.digest.clone()) {
             continue;
         }
@@ -51,14 +53,18 @@ pub fn reachable(layout: &Layout, roots: &[Descriptor]) -> Result<Reachable> {
             seen.absent.insert(desc.digest.clone());
             continue;
         }
+        if depth >= MAX_NESTING {
+            bail!("{} {}: documents nested more than {MAX_NESTING} deep", kind_name(kind), desc.digest);
+        }
         let bytes =
-            layout.read_blob(&desc.digest).with_context(|| format!("{} {}", kind_name(kind), desc.digest))?;
+            layout.read_document(&desc).with_context(|| format!("{} {}", kind_name(kind), desc.digest))?;
+        let child = |d: Descriptor| (d, false, depth + 1);
         match kind {
             Kind::Index => {
                 let index =
                     document::parse_index(&bytes).with_context(|| format!("index {}", desc.digest))?;
-                stack.extend(index.manifests.into_iter().map(|m| (m, false)));
-                stack.extend(index.subject.map(|s| (s, false)));
+                stack.extend(index.manifests.into_iter().map(child));
+                stack.extend(index.subject.map(child));
             }
             Kind::Manifest => {
                 let m =
@@ -66,9 +72,9 @@ pub fn reachable(layout: &Layout, roots: &[Descriptor]) -> Result<Reachable> {
                 if media_type::is_image_config(&m.config.media_type) {
                     seen.configs.insert(m.config.digest.clone());
                 }
-                stack.push((m.config, false));
-                stack.extend(m.layers.into_iter().map(|l| (l, false)));
-                stack.extend(m.subject.map(|s| (s, false)));
+                stack.push(child(m.config));
+                stack.extend(m.layers.into_iter().map(child));
+                stack.extend(m.subject.map(child));
             }
             Kind::Blob => unreachable!(),
         }

@@ -8,33 +8,53 @@
 //! Our bookkeeping lives in `.img/` inside the layout (locks, temp files, partial downloads);
 //! other tools ignore it.
 //!
+//! A layout is untrusted input (one given with `--layout` may come from anywhere), and so is
+//! everything in it. The layout's directory is opened once; every file inside it is reached
+//! from that descriptor with `*at` calls that never follow a symlink, and every file read must be
+//! a regular file (opened `O_NONBLOCK`, so a FIFO cannot block us). A symlink where one of the
+//! layout's own directories or files belongs is refused, never followed: it could lead reads,
+//! writes, lock files and garbage collection anywhere on the host. Documents read whole are
+//! capped in size (see [`crate::document::MAX_MANIFEST_BYTES`] and the others).
+//!
 //! Locking protocol (flock, released when the guard drops):
 //! - `.img/index.lock`, exclusive, around every read-modify-write of `index.json`;
 //! - `.img/gc.lock`, shared by every writer from its first blob to its ref update, exclusive
 //!   for garbage collection, so GC never sweeps a blob that a ref is about to point at.
 //!   A process must not collect garbage while it holds a writer lock (flock would deadlock).
 
-use std::fs::{self, File, OpenOptions};
+use std::fmt::Display;
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use serde_json::{Map, Value};
 
 use crate::digest::{Algorithm, Digest, Expected, HashingWriter};
-use crate::document::{Descriptor, REF_NAME_ANNOTATION};
+use crate::document::{self, Descriptor, REF_NAME_ANNOTATION};
+use crate::media_type::Kind;
 use crate::refs;
 
 const LAYOUT_VERSION_FILE: &str = "oci-layout";
 const LAYOUT_VERSION: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
+/// `oci-layout` holds one small JSON object.
+const MAX_LAYOUT_VERSION_BYTES: u64 = 64 << 10;
 const INDEX_FILE: &str = "index.json";
 const EMPTY_INDEX: &str = r#"{"schemaVersion":2,"manifests":[]}"#;
 const PRIVATE_DIR: &str = ".img";
+const ALGORITHMS: [Algorithm; 2] = [Algorithm::Sha256, Algorithm::Sha512];
 
 #[derive(Clone, Debug)]
 pub struct Layout {
     root: PathBuf,
+    /// The layout's directory, opened once: what is inside is reached from here.
+    dir: Arc<OwnedFd>,
 }
 
 /// A lock held until dropped.
@@ -47,18 +67,21 @@ impl Layout {
     /// Opens an existing layout; the error says what is missing.
     pub fn open(root: impl AsRef<Path>) -> Result<Layout> {
         let root = absolute(root.as_ref())?;
+        let not_a_layout = || anyhow!("{}: not an OCI image layout (no oci-layout file)", root.display());
+        let layout = match Layout::at(&root) {
+            Ok(l) => l,
+            Err(Errno::NOENT | Errno::NOTDIR) => return Err(not_a_layout()),
+            Err(e) => bail!("{}: {}", root.display(), io::Error::from(e)),
+        };
         let version = root.join(LAYOUT_VERSION_FILE);
-        let text = fs::read_to_string(&version).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                anyhow!("{}: not an OCI image layout (no oci-layout file)", root.display())
-            } else {
-                anyhow!("{}: {e}", version.display())
-            }
-        })?;
-        let parsed: Value = serde_json::from_str(&text)
+        let Some(file) = open_regular(layout.fd(), LAYOUT_VERSION_FILE, &version.display())? else {
+            return Err(not_a_layout());
+        };
+        let text = read_capped(file, MAX_LAYOUT_VERSION_BYTES, &version.display(), "oci-layout")?;
+        let parsed: Value = serde_json::from_slice(&text)
             .with_context(|| format!("{}: malformed oci-layout file", root.display()))?;
         match parsed.get("imageLayoutVersion").and_then(Value::as_str) {
-            Some(v) if v.starts_with("1.") => Ok(Layout { root }),
+            Some(v) if v.starts_with("1.") => Ok(layout),
             other => bail!("{}: unsupported image layout version {other:?}", root.display()),
         }
     }
@@ -66,7 +89,7 @@ impl Layout {
     /// Opens a layout, creating an empty one (and its parent directories) if there is none.
     pub fn open_or_create(root: impl AsRef<Path>) -> Result<Layout> {
         let root = absolute(root.as_ref())?;
-        if root.join(LAYOUT_VERSION_FILE).exists() {
+        if fs::symlink_metadata(root.join(LAYOUT_VERSION_FILE)).is_ok() {
             return Layout::open(&root);
         }
         // What a layout being created (now, by another process, or by one that was killed)
@@ -82,24 +105,39 @@ impl Layout {
             bail!("{}: exists, is not empty and is not an OCI image layout", root.display());
         }
         fs::create_dir_all(&root).with_context(|| format!("creating layout {}", root.display()))?;
-        let layout = Layout { root };
+        let layout = Layout::at(&root).map_err(|e| anyhow!("{}: {}", root.display(), io::Error::from(e)))?;
         // Creation happens under the index lock, so concurrent creators wait for each other
         // instead of seeing a half-made layout as a foreign directory.
         let _lock = layout.lock_index()?;
-        if layout.root.join(LAYOUT_VERSION_FILE).exists() {
+        if layout.holds(LAYOUT_VERSION_FILE) {
             return Layout::open(&layout.root);
         }
         if foreign(&layout.root)? {
             bail!("{}: exists, is not empty and is not an OCI image layout", layout.root.display());
         }
-        fs::create_dir_all(layout.root.join("blobs").join("sha256"))
-            .with_context(|| format!("creating layout {}", layout.root.display()))?;
+        layout.blob_dir_made(Algorithm::Sha256)?;
         // index.json first, oci-layout last: a layout is only recognised once it is complete.
-        if !layout.index_path().exists() {
-            layout.write_atomically(&layout.index_path(), EMPTY_INDEX.as_bytes())?;
+        if !layout.holds(INDEX_FILE) {
+            layout.write_atomically(INDEX_FILE, EMPTY_INDEX.as_bytes())?;
         }
-        layout.write_atomically(&layout.root.join(LAYOUT_VERSION_FILE), LAYOUT_VERSION.as_bytes())?;
+        layout.write_atomically(LAYOUT_VERSION_FILE, LAYOUT_VERSION.as_bytes())?;
         Ok(layout)
+    }
+
+    /// The layout at `root`, its directory opened (following symlinks in `root` itself: that
+    /// path is the user's choice).
+    fn at(root: &Path) -> rustix::io::Result<Layout> {
+        let fd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        Ok(Layout { root: root.to_path_buf(), dir: Arc::new(fd) })
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    /// Whether the layout's directory has an entry `name`, of whatever kind.
+    fn holds(&self, name: &str) -> bool {
+        stat_kind(self.fd(), name).is_some()
     }
 
     pub fn root(&self) -> &Path {
@@ -110,28 +148,110 @@ impl Layout {
         self.root.join(INDEX_FILE)
     }
 
+    /// Where a blob is, for messages and peers. Reading through this path follows whatever
+    /// symlink the layout holds there: open blobs with [`Layout::open_blob`] instead.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.root.join("blobs").join(digest.algorithm().name()).join(digest.hex())
     }
 
-    /// Our private directory inside the layout, created on demand.
+    /// Our private directory inside the layout, created on demand. Refused if it (or `.img`) is
+    /// not a directory of the layout.
     pub fn private_dir(&self, sub: &str) -> Result<PathBuf> {
-        let dir = self.root.join(PRIVATE_DIR).join(sub);
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(dir)
+        self.private(sub)?;
+        Ok(self.root.join(PRIVATE_DIR).join(sub))
+    }
+
+    /// `.img/<sub>` (`.img` itself for ""), created on demand, opened.
+    fn private(&self, sub: &str) -> Result<OwnedFd> {
+        let img = make_dir(self.fd(), PRIVATE_DIR, &self.root.join(PRIVATE_DIR))?;
+        if sub.is_empty() {
+            return Ok(img);
+        }
+        make_dir(img.as_fd(), sub, &self.root.join(PRIVATE_DIR).join(sub))
+    }
+
+    /// `blobs/<alg>`, if it is there.
+    fn blob_dir(&self, alg: Algorithm) -> Result<Option<OwnedFd>> {
+        let blobs = self.root.join("blobs");
+        let Some(dir) = open_dir(self.fd(), "blobs", &blobs)? else { return Ok(None) };
+        open_dir(dir.as_fd(), alg.name(), &blobs.join(alg.name()))
+    }
+
+    /// `blobs/<alg>`, created if need be (other tools may leave out `blobs/sha256` of a layout
+    /// without blobs; sha512 has none).
+    fn blob_dir_made(&self, alg: Algorithm) -> Result<OwnedFd> {
+        let blobs = self.root.join("blobs");
+        let dir = make_dir(self.fd(), "blobs", &blobs)?;
+        make_dir(dir.as_fd(), alg.name(), &blobs.join(alg.name()))
+    }
+
+    /// Refuses a layout whose own directories and lock files are not what they must be:
+    /// `.img`, `.img/tmp`, `.img/partial`, `.img/sources` and `blobs/<alg>` real directories of
+    /// the layout, lock files regular files. Called before anything is changed (a ref, garbage
+    /// collection), so that a symlink there fails the whole operation, not its second half.
+    pub(crate) fn check_own_files(&self) -> Result<()> {
+        let img_path = self.root.join(PRIVATE_DIR);
+        if let Some(img) = open_dir(self.fd(), PRIVATE_DIR, &img_path)? {
+            for sub in ["tmp", "partial", "sources"] {
+                open_dir(img.as_fd(), sub, &img_path.join(sub))?;
+            }
+            for lock in ["index.lock", "gc.lock"] {
+                match stat_kind(img.as_fd(), lock) {
+                    Some(kind) if kind != FileType::RegularFile => {
+                        return Err(not_ours(&img_path.join(lock).display(), kind, "regular file"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for alg in ALGORITHMS {
+            self.blob_dir(alg)?;
+        }
+        Ok(())
     }
 
     pub fn has_blob(&self, digest: &Digest) -> bool {
-        self.blob_path(digest).is_file()
+        let Ok(Some(dir)) = self.blob_dir(digest.algorithm()) else { return false };
+        stat_kind(dir.as_fd(), digest.hex()) == Some(FileType::RegularFile)
     }
 
+    /// Opens a blob for reading. It must be a regular file of the layout: a symlink (which
+    /// could name any file of the host), a FIFO (which would block) or a device is refused.
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
-        File::open(self.blob_path(digest)).map_err(|e| self.blob_error(digest, e))
+        let missing = || anyhow!("blob {digest} is missing from {}", self.root.display());
+        let dir = self.blob_dir(digest.algorithm())?.ok_or_else(missing)?;
+        open_regular(dir.as_fd(), digest.hex(), &format_args!("blob {digest}"))?.ok_or_else(missing)
     }
 
-    /// Reads a whole blob and checks it against its digest (for manifests and configs).
+    /// Reads a whole blob and checks it against its digest, for documents of any kind
+    /// (capped at the largest document cap, [`document::MAX_CONFIG_BYTES`]). Prefer
+    /// [`Layout::read_document`] when the descriptor is at hand.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let bytes = fs::read(self.blob_path(digest)).map_err(|e| self.blob_error(digest, e))?;
+        self.read_verified(digest, None, document::MAX_CONFIG_BYTES, "documents")
+    }
+
+    /// Reads the document a descriptor names (an index, a manifest or a config) and checks it
+    /// against its digest. Its size is capped by its kind, and checked first from the
+    /// descriptor, then from the file, before anything is read.
+    pub fn read_document(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        let (cap, what) = match desc.kind() {
+            Kind::Index | Kind::Manifest => (document::MAX_MANIFEST_BYTES, "manifests and indexes"),
+            Kind::Blob => (document::MAX_CONFIG_BYTES, "configs"),
+        };
+        self.read_verified(&desc.digest, Some(desc.size), cap, what)
+    }
+
+    fn read_verified(&self, digest: &Digest, declared: Option<u64>, cap: u64, what: &str) -> Result<Vec<u8>> {
+        if let Some(size) = declared
+            && size > cap
+        {
+            bail!(
+                "blob {digest}: its descriptor says {size} bytes, over the {} cap on {what}",
+                size_name(cap)
+            );
+        }
+        let file = self.open_blob(digest)?;
+        let bytes = read_capped(file, cap, &format_args!("blob {digest}"), what)?;
         let mut hasher = crate::digest::Hasher::new(digest.algorithm());
         hasher.update(&bytes);
         let actual = hasher.finish();
@@ -139,14 +259,6 @@ impl Layout {
             bail!("blob {digest} is corrupt: its content hashes to {actual}");
         }
         Ok(bytes)
-    }
-
-    fn blob_error(&self, digest: &Digest, e: io::Error) -> anyhow::Error {
-        if e.kind() == io::ErrorKind::NotFound {
-            anyhow!("blob {digest} is missing from {}", self.root.display())
-        } else {
-            anyhow!("blob {digest}: {e}")
-        }
     }
 
     /// Stores bytes as a blob and returns their sha256 digest.
@@ -178,34 +290,37 @@ impl Layout {
         // The lock first: GC removes every temp file it finds while it holds the GC lock, so a
         // temp file made before waiting for that lock could vanish under the writer.
         let lock = self.lock_for_writing()?;
-        let tmp = tempfile::Builder::new()
-            .prefix("blob-")
-            .tempfile_in(self.private_dir("tmp")?)
-            .context("creating a temp file in the layout")?;
+        let tmp = TempFile::new(self, "blob-")?;
         Ok(BlobWriter { layout: self.clone(), inner: HashingWriter::new(tmp, expected), _lock: lock })
     }
 
-    /// Every blob file in the layout, with its size. Files whose names are not digests are
-    /// skipped.
+    /// Every blob in the layout, with its size (0 for one that is not a regular file: removing
+    /// it frees nothing). Entries whose names are not digests are skipped. A `blobs/<alg>`
+    /// that is not a directory of the layout is refused.
     pub fn list_blobs(&self) -> Result<Vec<(Digest, u64)>> {
         let mut out = Vec::new();
         let blobs = self.root.join("blobs");
-        let algs = match fs::read_dir(&blobs) {
-            Ok(a) => a,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(anyhow!("{}: {e}", blobs.display())),
-        };
-        for alg in algs {
-            let alg = alg?;
-            if !alg.file_type()?.is_dir() {
+        let Some(dir) = open_dir(self.fd(), "blobs", &blobs)? else { return Ok(out) };
+        for alg in list_dir(dir.as_fd()).with_context(|| format!("reading {}", blobs.display()))? {
+            let Ok(alg) = String::from_utf8(alg) else { continue };
+            let known = ALGORITHMS.iter().any(|a| a.name() == alg);
+            if !known && stat_kind(dir.as_fd(), &alg) != Some(FileType::Directory) {
                 continue;
             }
-            for blob in fs::read_dir(alg.path())? {
-                let blob = blob?;
-                let name =
-                    format!("{}:{}", alg.file_name().to_string_lossy(), blob.file_name().to_string_lossy());
-                if let Ok(digest) = name.parse::<Digest>() {
-                    out.push((digest, blob.metadata()?.len()));
+            let Some(alg_dir) = open_dir(dir.as_fd(), &alg, &blobs.join(&alg))? else { continue };
+            let names = list_dir(alg_dir.as_fd())
+                .with_context(|| format!("reading {}", blobs.join(&alg).display()))?;
+            for name in names {
+                let Ok(name) = String::from_utf8(name) else { continue };
+                let Ok(digest) = format!("{alg}:{name}").parse::<Digest>() else { continue };
+                let Ok(st) = rustix::fs::statat(alg_dir.as_fd(), name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                else {
+                    continue;
+                };
+                match FileType::from_raw_mode(st.st_mode) {
+                    FileType::Directory => {}
+                    FileType::RegularFile => out.push((digest, st.st_size as u64)),
+                    _ => out.push((digest, 0)),
                 }
             }
         }
@@ -213,21 +328,23 @@ impl Layout {
         Ok(out)
     }
 
-    /// Removes a blob; a blob already gone is not an error.
+    /// Removes a blob (the directory entry: a symlink there is removed, not what it names); a
+    /// blob already gone is not an error.
     pub fn remove_blob(&self, digest: &Digest) -> Result<()> {
-        match fs::remove_file(self.blob_path(digest)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(anyhow!("removing blob {digest}: {e}")),
-            _ => Ok(()),
+        let Some(dir) = self.blob_dir(digest.algorithm())? else { return Ok(()) };
+        match rustix::fs::unlinkat(dir.as_fd(), digest.hex(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(anyhow!("removing blob {digest}: {}", io::Error::from(e))),
         }
     }
 
-    /// Reads `index.json`. A missing file reads as empty; a corrupt one is an error.
+    /// Reads `index.json`. A missing file reads as empty; a corrupt one is an error, and so is
+    /// one that is not a regular file of the layout or is over [`document::MAX_INDEX_JSON_BYTES`].
     pub fn read_index(&self) -> Result<IndexFile> {
         let path = self.index_path();
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => EMPTY_INDEX.as_bytes().to_vec(),
-            Err(e) => return Err(anyhow!("{}: {e}", path.display())),
+        let bytes = match open_regular(self.fd(), INDEX_FILE, &path.display())? {
+            Some(file) => read_capped(file, document::MAX_INDEX_JSON_BYTES, &path.display(), "index.json")?,
+            None => EMPTY_INDEX.as_bytes().to_vec(),
         };
         IndexFile::parse(&bytes).with_context(|| format!("{}: corrupt index", path.display()))
     }
@@ -235,18 +352,18 @@ impl Layout {
     /// Read-modify-write of `index.json` under the exclusive index lock. The file is replaced
     /// atomically, and only if `change` succeeds.
     pub fn update_index<T>(&self, change: impl FnOnce(&mut IndexFile) -> Result<T>) -> Result<T> {
+        self.check_own_files()?;
         let _lock = self.lock_index()?;
         let mut index = self.read_index()?;
         let result = change(&mut index)?;
         // Blob renames must be durable before an index.json that names them is: one directory
         // sync here covers every blob written since the last update.
-        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
-            let dir = self.root.join("blobs").join(alg.name());
-            if dir.is_dir() {
-                sync_dir(&dir);
+        for alg in ALGORITHMS {
+            if let Some(dir) = self.blob_dir(alg)? {
+                sync_dir(dir.as_fd());
             }
         }
-        self.write_atomically(&self.index_path(), &index.to_bytes())?;
+        self.write_atomically(INDEX_FILE, &index.to_bytes())?;
         Ok(result)
     }
 
@@ -273,8 +390,8 @@ impl Layout {
     }
 
     fn lock(&self, name: &str, exclusive: bool) -> Result<LockGuard> {
-        let path = self.private_dir("")?.join(name);
-        let file = crate::lockfile::open(&path)?;
+        let path = self.root.join(PRIVATE_DIR).join(name);
+        let file = crate::lockfile::open_in(self.private("")?.as_fd(), name, &path)?;
         if exclusive { file.lock() } else { file.lock_shared() }
             .with_context(|| format!("locking {}", path.display()))?;
         Ok(LockGuard { _file: file })
@@ -283,33 +400,97 @@ impl Layout {
     /// Removes temp files left by killed writers. Call only while holding the GC lock and the
     /// index lock: then no writer of ours has a temp file open.
     pub(crate) fn remove_stale_temp_files(&self) -> Result<()> {
-        let dir = self.root.join(PRIVATE_DIR).join("tmp");
-        let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
-        for entry in entries {
-            let _ = fs::remove_file(entry?.path());
+        let img = self.root.join(PRIVATE_DIR);
+        let Some(dir) = open_dir(self.fd(), PRIVATE_DIR, &img)? else { return Ok(()) };
+        let Some(tmp) = open_dir(dir.as_fd(), "tmp", &img.join("tmp"))? else { return Ok(()) };
+        for name in list_dir(tmp.as_fd())? {
+            let _ = rustix::fs::unlinkat(tmp.as_fd(), name.as_slice(), AtFlags::empty());
         }
         Ok(())
     }
 
-    /// Writes a small file by temp file + fsync + rename, then syncs the directory.
-    fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let mut tmp = tempfile::Builder::new()
-            .prefix("write-")
-            .tempfile_in(self.private_dir("tmp")?)
-            .context("creating a temp file in the layout")?;
+    /// Writes a small file of the layout's directory by temp file + fsync + rename, then syncs
+    /// the directory. (The rename replaces whatever entry is there, a symlink included; it never
+    /// writes through one.)
+    fn write_atomically(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let mut tmp = TempFile::new(self, "write-")?;
         tmp.write_all(bytes)?;
-        tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644))?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(path).map_err(|e| anyhow!("writing {}: {}", path.display(), e.error))?;
-        sync_dir(path.parent().unwrap_or(&self.root));
+        tmp.file.set_permissions(fs::Permissions::from_mode(0o644))?;
+        tmp.file.sync_all()?;
+        tmp.persist(self.fd(), name)
+            .map_err(|e| anyhow!("writing {}: {e}", self.root.join(name).display()))?;
+        sync_dir(self.fd());
         Ok(())
+    }
+}
+
+/// A file being written in the layout's `.img/tmp`, removed when dropped unless renamed into
+/// place.
+struct TempFile {
+    dir: OwnedFd,
+    name: String,
+    file: File,
+    kept: bool,
+}
+
+impl TempFile {
+    fn new(layout: &Layout, prefix: &str) -> Result<TempFile> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let dir = layout.private("tmp")?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()) ^ d.as_secs());
+        for _ in 0..100 {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let name =
+                format!("{prefix}{}-{:x}", std::process::id(), nanos.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ n);
+            let flags = OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            match rustix::fs::openat(dir.as_fd(), name.as_str(), flags, Mode::from_raw_mode(0o600)) {
+                Ok(fd) => return Ok(TempFile { dir, name, file: File::from(fd), kept: false }),
+                Err(Errno::EXIST) => continue,
+                Err(e) => bail!(
+                    "creating a temp file in {}: {}",
+                    layout.root.join(".img/tmp").display(),
+                    io::Error::from(e)
+                ),
+            }
+        }
+        bail!(
+            "creating a temp file in {}: every name tried was taken",
+            layout.root.join(".img/tmp").display()
+        )
+    }
+
+    /// Renames the file to `name` in `dir`.
+    fn persist(mut self, dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+        rustix::fs::renameat(self.dir.as_fd(), self.name.as_str(), dir, name)?;
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = rustix::fs::unlinkat(self.dir.as_fd(), self.name.as_str(), AtFlags::empty());
+        }
+    }
+}
+
+impl Write for TempFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
 /// A blob being written; see [`Layout::blob_writer`].
 pub struct BlobWriter {
     layout: Layout,
-    inner: HashingWriter<tempfile::NamedTempFile>,
+    inner: HashingWriter<TempFile>,
     _lock: LockGuard,
 }
 
@@ -321,15 +502,13 @@ impl BlobWriter {
     /// Verifies, syncs and renames the blob into place. On any error the temp file is removed.
     pub fn commit(self) -> Result<(Digest, u64)> {
         let (tmp, digest, size) = self.inner.verify()?;
-        let path = self.layout.blob_path(&digest);
-        if path.is_file() {
+        if self.layout.has_blob(&digest) {
             return Ok((digest, size)); // someone else stored the same content meanwhile
         }
-        // Other tools may leave out `blobs/sha256` of a layout without blobs; sha512 has none.
-        fs::create_dir_all(path.parent().expect("blob paths have a parent"))?;
-        tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644))?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(&path).map_err(|e| anyhow!("storing blob {digest}: {}", e.error))?;
+        let dir = self.layout.blob_dir_made(digest.algorithm())?;
+        tmp.file.set_permissions(fs::Permissions::from_mode(0o644))?;
+        tmp.file.sync_all()?;
+        tmp.persist(dir.as_fd(), digest.hex()).map_err(|e| anyhow!("storing blob {digest}: {e}"))?;
         // The rename is made durable by `update_index`, before any index.json can name it.
         Ok((digest, size))
     }
@@ -352,32 +531,30 @@ impl Layout {
     /// waits for: the partial file is locked while in use).
     pub fn partial_blob(&self, digest: &Digest, size: u64) -> Result<Option<PartialBlob>> {
         let lock = self.lock_for_writing()?;
-        let path =
-            self.private_dir("partial")?.join(format!("{}-{}", digest.algorithm().name(), digest.hex()));
+        let dir = self.private("partial")?;
+        let name = format!("{}-{}", digest.algorithm().name(), digest.hex());
+        let path = self.root.join(PRIVATE_DIR).join("partial").join(&name);
         for _ in 0..10 {
             if self.has_blob(digest) {
                 return Ok(None);
             }
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
+            let file = crate::lockfile::open_in(dir.as_fd(), &name, &path)?;
             file.lock().with_context(|| format!("locking {}", path.display()))?;
             if self.has_blob(digest) {
                 return Ok(None);
             }
             // Whoever held the lock may have committed or removed this file meanwhile.
             use std::os::unix::fs::MetadataExt;
-            let same = fs::metadata(&path).is_ok_and(|m| m.ino() == file.metadata().map_or(0, |f| f.ino()));
+            let now = rustix::fs::statat(dir.as_fd(), name.as_str(), AtFlags::SYMLINK_NOFOLLOW);
+            let same = now
+                .is_ok_and(|st| file.metadata().is_ok_and(|m| m.ino() == st.st_ino && m.dev() == st.st_dev));
             if !same {
                 continue;
             }
             let mut partial = PartialBlob {
                 layout: self.clone(),
-                path: path.clone(),
+                dir,
+                name,
                 file,
                 hasher: crate::digest::Hasher::new(digest.algorithm()),
                 count: 0,
@@ -396,7 +573,9 @@ impl Layout {
 /// bytes for next time; `discard` removes them; `commit` verifies and stores the blob.
 pub struct PartialBlob {
     layout: Layout,
-    path: PathBuf,
+    /// `.img/partial`, and the file's name there.
+    dir: OwnedFd,
+    name: String,
     file: File,
     hasher: crate::digest::Hasher,
     count: u64,
@@ -449,7 +628,7 @@ impl PartialBlob {
 
     /// Removes the partial file (its content is known to be wrong).
     pub fn discard(self) {
-        let _ = fs::remove_file(&self.path);
+        let _ = rustix::fs::unlinkat(self.dir.as_fd(), self.name.as_str(), AtFlags::empty());
     }
 
     /// Verifies size and digest, syncs and renames the blob into place. A blob that does not
@@ -457,16 +636,14 @@ impl PartialBlob {
     pub fn commit(self) -> Result<(Digest, u64)> {
         let digest = self.hasher.clone().finish();
         if let Err(e) = self.expected.check(&digest, self.count) {
-            let _ = fs::remove_file(&self.path);
+            let _ = rustix::fs::unlinkat(self.dir.as_fd(), self.name.as_str(), AtFlags::empty());
             return Err(e);
         }
-        let target = self.layout.blob_path(&digest);
-        if digest.algorithm() != Algorithm::Sha256 {
-            fs::create_dir_all(target.parent().expect("blob paths have a parent"))?;
-        }
+        let target = self.layout.blob_dir_made(digest.algorithm())?;
         self.file.set_permissions(fs::Permissions::from_mode(0o644))?;
         self.file.sync_all()?;
-        fs::rename(&self.path, &target).with_context(|| format!("storing blob {digest}"))?;
+        rustix::fs::renameat(self.dir.as_fd(), self.name.as_str(), target.as_fd(), digest.hex())
+            .map_err(|e| anyhow!("storing blob {digest}: {}", io::Error::from(e)))?;
         Ok((digest, self.count))
     }
 }
@@ -591,11 +768,124 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("{}: invalid path", path.display()))
 }
 
-fn sync_dir(dir: &Path) {
-    // Best effort: the rename is already atomic; this makes it durable across power loss.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+// Confined access: files of a layout (or of the store) reached from their directory's
+// descriptor, never through a symlink.
+
+/// What `name` in `dir` is, without following it; `None` if there is nothing by that name.
+pub(crate) fn stat_kind(dir: BorrowedFd<'_>, name: &str) -> Option<FileType> {
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    Some(FileType::from_raw_mode(st.st_mode))
+}
+
+/// The one-line refusal of `shown`, found to be `kind` where a `want` ("directory", "regular
+/// file") of ours belongs.
+pub(crate) fn not_ours(shown: &dyn Display, kind: FileType, want: &str) -> anyhow::Error {
+    let kind = match kind {
+        FileType::Symlink => return anyhow!("{shown}: is a symlink, not a {want}: refusing to follow it"),
+        FileType::Directory => "a directory",
+        FileType::RegularFile => "a regular file",
+        FileType::Fifo => "a FIFO",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice | FileType::BlockDevice => "a device",
+        _ => "of an unknown type",
+    };
+    anyhow!("{shown}: is {kind}, not a {want}: refused")
+}
+
+/// Opens the directory `name` in `dir` (`O_PATH`: as a place to resolve names in, which needs
+/// no read permission), which must be a real directory there (a symlink is refused, not
+/// followed); `None` if there is none. `shown` is its path, for errors.
+pub(crate) fn open_dir(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<Option<OwnedFd>> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => {
+            let kind = FileType::from_raw_mode(rustix::fs::fstat(&fd).map_err(io::Error::from)?.st_mode);
+            if kind != FileType::Directory {
+                return Err(not_ours(&shown.display(), kind, "directory"));
+            }
+            Ok(Some(fd))
+        }
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => match stat_kind(dir, name) {
+            Some(kind) if kind != FileType::Directory => Err(not_ours(&shown.display(), kind, "directory")),
+            _ => Err(anyhow!("{}: {}", shown.display(), io::Error::from(e))),
+        },
     }
+}
+
+/// [`open_dir`], creating the directory first if it is missing.
+pub(crate) fn make_dir(dir: BorrowedFd<'_>, name: &str, shown: &Path) -> Result<OwnedFd> {
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o777)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => bail!("creating {}: {}", shown.display(), io::Error::from(e)),
+    }
+    open_dir(dir, name, shown)?.ok_or_else(|| anyhow!("{}: vanished as it was made", shown.display()))
+}
+
+/// Opens the regular file `name` in `dir` for reading; `None` if there is none. A symlink, a
+/// FIFO, a device or a socket is refused without being opened (and, should one replace the
+/// file meanwhile, without following it or blocking on it).
+pub(crate) fn open_regular(dir: BorrowedFd<'_>, name: &str, shown: &dyn Display) -> Result<Option<File>> {
+    match stat_kind(dir, name) {
+        None => return Ok(None),
+        Some(FileType::RegularFile) => {}
+        Some(kind) => return Err(not_ours(shown, kind, "regular file")),
+    }
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::LOOP) => return Err(not_ours(shown, FileType::Symlink, "regular file")),
+        Err(e) => bail!("{shown}: {}", io::Error::from(e)),
+    };
+    let kind = FileType::from_raw_mode(rustix::fs::fstat(&fd).map_err(io::Error::from)?.st_mode);
+    if kind != FileType::RegularFile {
+        return Err(not_ours(shown, kind, "regular file"));
+    }
+    Ok(Some(File::from(fd)))
+}
+
+/// Reads a whole file of at most `cap` bytes (`what` says whose cap, for the error), checking
+/// its size before reading and never reading more than `cap` + 1 bytes should it grow.
+fn read_capped(file: File, cap: u64, shown: &dyn Display, what: &str) -> Result<Vec<u8>> {
+    let too_big = |size: u64| anyhow!("{shown}: is {size} bytes, over the {} cap on {what}", size_name(cap));
+    let size = file.metadata().with_context(|| shown.to_string())?.len();
+    if size > cap {
+        return Err(too_big(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(cap + 1).read_to_end(&mut bytes).with_context(|| shown.to_string())?;
+    if bytes.len() as u64 > cap {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Makes the renames in a directory durable (best effort: each rename is already atomic).
+fn sync_dir(dir: BorrowedFd<'_>) {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    if let Ok(d) = rustix::fs::openat(dir, ".", flags, Mode::empty()) {
+        let _ = rustix::fs::fsync(&d);
+    }
+}
+
+/// `4 MiB`, `64 KiB`.
+fn size_name(bytes: u64) -> String {
+    if bytes >= 1 << 20 { format!("{} MiB", bytes >> 20) } else { format!("{} KiB", bytes >> 10) }
+}
+
+/// The names in a directory, but `.` and `..`.
+pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    let readable =
+        rustix::fs::openat(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&readable)? {
+        let name = entry?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -747,6 +1037,55 @@ mod tests {
         let index = layout.read_index().unwrap();
         assert_eq!(index.entries().len(), 3);
         assert_eq!(index.entries()[2].digest, b.digest);
+    }
+
+    #[test]
+    fn writes_never_go_through_a_symlink_planted_in_the_layout() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open_or_create(dir.path().join("l")).unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("file"), "precious").unwrap();
+        let untouched = |what: &str| {
+            let names: Vec<_> = fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(names, ["file"], "{what}");
+            assert_eq!(fs::read(outside.join("file")).unwrap(), b"precious", "{what}");
+        };
+
+        // A partial download that is a symlink to a file outside: not opened, not truncated.
+        let want = Digest::of(b"hello");
+        let partial = layout.private_dir("partial").unwrap().join(format!("sha256-{}", want.hex()));
+        symlink(outside.join("file"), &partial).unwrap();
+        let err =
+            layout.partial_blob(&want, 5).err().expect("a symlinked partial file is refused").to_string();
+        assert!(err.contains("symlink"), "{err}");
+        untouched("partial");
+        fs::remove_file(&partial).unwrap();
+
+        // A temp directory that is a symlink: no blob is written there, no index.json either.
+        let tmp = layout.private_dir("tmp").unwrap();
+        fs::remove_dir(&tmp).unwrap();
+        symlink(&outside, &tmp).unwrap();
+        let err = layout.put_bytes(b"x").unwrap_err().to_string();
+        assert!(err.contains(".img/tmp") && err.contains("symlink"), "{err}");
+        let err = layout.set_ref("a:1", &Descriptor::of(crate::media_type::OCI_MANIFEST, b"a")).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        untouched("tmp");
+        fs::remove_file(&tmp).unwrap();
+
+        // A blob directory that is a symlink: nothing stored, listed or removed through it.
+        fs::remove_dir(dir.path().join("l/blobs/sha256")).unwrap();
+        symlink(&outside, dir.path().join("l/blobs/sha256")).unwrap();
+        assert!(layout.put_bytes(b"y").unwrap_err().to_string().contains("symlink"));
+        assert!(layout.list_blobs().unwrap_err().to_string().contains("symlink"));
+        assert!(layout.remove_blob(&Digest::of(b"y")).unwrap_err().to_string().contains("symlink"));
+        assert!(!layout.has_blob(&Digest::of(b"y")));
+        untouched("blobs");
+        // The same layout with real directories works as before.
+        fs::remove_file(dir.path().join("l/blobs/sha256")).unwrap();
+        let d = layout.put_bytes(b"z").unwrap();
+        assert_eq!(layout.read_blob(&d).unwrap(), b"z");
     }
 
     #[test]

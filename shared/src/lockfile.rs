@@ -1,19 +1,52 @@
 //! Lock files: files that exist to be `flock`ed (the layout's gc and index locks, the snapshots'
-//! lock, a running container's lock), opened the same way everywhere.
+//! lock, a running container's lock, a partial download), opened the same way everywhere.
+//!
+//! A lock file is never opened through a symlink (one planted there would make us create or
+//! open for writing a file anywhere on the host), and must be a regular file (opened
+//! `O_NONBLOCK`, so a FIFO in its place cannot block us).
 
 use std::fs::{File, TryLockError};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
+use rustix::fs::{FileType, Mode, OFlags};
+use rustix::io::Errno;
 
-/// Opens (creating if need be) the lock file at `path`, without touching its content.
+use crate::layout::not_ours;
+
+const FLAGS: OFlags = OFlags::CREATE
+    .union(OFlags::RDWR)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
+
+/// Opens (creating if need be) the lock file at `path`, without touching its content. The
+/// directories on the way are followed; the file itself must not be a symlink.
 pub fn open(path: &Path) -> Result<File> {
-    File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("opening lock {}", path.display()))
+    checked(rustix::fs::open(path, FLAGS, Mode::from_raw_mode(0o666)), path)
+}
+
+/// Opens (creating if need be) the lock file `name` in the directory `dir`; `path` is its path,
+/// for errors.
+pub fn open_in(dir: BorrowedFd<'_>, name: &str, path: &Path) -> Result<File> {
+    checked(rustix::fs::openat(dir, name, FLAGS, Mode::from_raw_mode(0o666)), path)
+}
+
+fn checked(opened: rustix::io::Result<OwnedFd>, path: &Path) -> Result<File> {
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(Errno::LOOP) => return Err(not_ours(&path.display(), FileType::Symlink, "regular file")),
+        Err(e) => return Err(io::Error::from(e)).with_context(|| format!("opening lock {}", path.display())),
+    };
+    let st = rustix::fs::fstat(fd.as_fd()).map_err(|e| anyhow!("opening lock {}: {e}", path.display()))?;
+    let kind = FileType::from_raw_mode(st.st_mode);
+    if kind != FileType::RegularFile {
+        return Err(not_ours(&path.display(), kind, "regular file"));
+    }
+    Ok(File::from(fd))
 }
 
 /// Takes `file`'s exclusive lock if nobody holds it; `false` if somebody does.

@@ -37,13 +37,13 @@ pub fn image(layout: &Layout, name: &str, platform: Option<&Platform>) -> Result
         Kind::Index => choose(layout, &entry, &want).with_context(|| name.to_string())?,
         Kind::Blob => bail!("{name}: {} is not an image (media type {})", entry.digest, entry.media_type),
     };
-    let bytes = layout.read_blob(&manifest_descriptor.digest).with_context(|| name.to_string())?;
+    let bytes = layout.read_document(&manifest_descriptor).with_context(|| name.to_string())?;
     let manifest = document::parse_manifest(&bytes)
         .with_context(|| format!("{name}: manifest {}", manifest_descriptor.digest))?;
     if !media_type::is_image_config(&manifest.config.media_type) {
         bail!("{name}: not a container image (config media type {})", manifest.config.media_type);
     }
-    let config_bytes = layout.read_blob(&manifest.config.digest).with_context(|| name.to_string())?;
+    let config_bytes = layout.read_document(&manifest.config).with_context(|| name.to_string())?;
     let config = document::parse_config(&config_bytes)
         .with_context(|| format!("{name}: config {}", manifest.config.digest))?;
     let image_platform = config.platform();
@@ -54,7 +54,7 @@ pub fn image(layout: &Layout, name: &str, platform: Option<&Platform>) -> Result
 }
 
 fn choose(layout: &Layout, index: &Descriptor, want: &Platform) -> Result<Descriptor> {
-    let bytes = layout.read_blob(&index.digest)?;
+    let bytes = layout.read_document(index)?;
     let parsed = document::parse_index(&bytes).with_context(|| format!("index {}", index.digest))?;
     let candidates: Vec<&Descriptor> = parsed
         .manifests

@@ -12,18 +12,25 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
 use crate::digest::Digest;
 use crate::document::Descriptor;
 use crate::layer::apply::{Applier, Options, Owners, Whiteouts};
 use crate::layer::unpack;
-use crate::layout::Layout;
+use crate::layout::{Layout, list_dir, make_dir, not_ours, open_dir, stat_kind};
 
+/// The snapshot directory, `<store>/snapshots`: it must be a real directory of the store, never
+/// a symlink (collection would remove what is wherever that points).
 pub struct Snapshots {
     dir: PathBuf,
+    fd: OwnedFd,
 }
 
 /// What [`Snapshots::collect`] removed.
@@ -37,20 +44,28 @@ pub struct Freed {
 impl Snapshots {
     /// The snapshots of a store (`<root>/snapshots`), created if missing.
     pub fn open(store_root: &Path) -> Result<Snapshots> {
+        std::fs::create_dir_all(store_root).with_context(|| format!("creating {}", store_root.display()))?;
+        let root = open_store(store_root)?;
         let dir = store_root.join("snapshots");
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Snapshots { dir })
+        let fd = make_dir(root.as_fd(), "snapshots", &dir)?;
+        Ok(Snapshots { dir, fd })
     }
 
     /// The snapshots of a store, if it has any.
-    pub fn existing(store_root: &Path) -> Option<Snapshots> {
+    pub fn existing(store_root: &Path) -> Result<Option<Snapshots>> {
+        let root = match open_store(store_root) {
+            Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::NotFound) => {
+                return Ok(None);
+            }
+            r => r?,
+        };
         let dir = store_root.join("snapshots");
-        dir.is_dir().then_some(Snapshots { dir })
+        Ok(open_dir(root.as_fd(), "snapshots", &dir)?.map(|fd| Snapshots { dir, fd }))
     }
 
     /// Marks the snapshots as in use until the returned file is dropped.
     pub fn hold(&self) -> Result<File> {
-        let lock = crate::lockfile::open(&self.lock_path())?;
+        let lock = crate::lockfile::open_in(self.fd.as_fd(), ".lock", &self.lock_path())?;
         lock.lock_shared().context("locking the snapshots")?;
         Ok(lock)
     }
@@ -63,16 +78,14 @@ impl Snapshots {
     /// left behind. `None` if snapshots are in use (a container runs, a build goes on): then
     /// nothing is removed.
     pub fn collect(&self, keep: &BTreeSet<Digest>) -> Result<Option<Freed>> {
-        let lock = crate::lockfile::open(&self.lock_path())?;
+        let lock = crate::lockfile::open_in(self.fd.as_fd(), ".lock", &self.lock_path())?;
         if !crate::lockfile::try_exclusive(&lock, &self.lock_path())? {
             return Ok(None);
         }
         let mut freed = Freed::default();
-        for entry in
-            std::fs::read_dir(&self.dir).with_context(|| format!("reading {}", self.dir.display()))?
-        {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
+        let names = list_dir(self.fd.as_fd()).with_context(|| format!("reading {}", self.dir.display()))?;
+        for raw in names {
+            let name = String::from_utf8_lossy(&raw).into_owned();
             // Work directories left by a crash (none is in use: we hold the lock), and
             // snapshots of layers nobody keeps; anything else is not ours to remove.
             let unused = if name.starts_with(".extracting-") || name.starts_with("build-") {
@@ -83,9 +96,8 @@ impl Snapshots {
                 digest.is_some_and(|d| !keep.contains(&d))
             };
             if unused {
-                let bytes = tree_bytes(&entry.path());
-                crate::layer::apply::remove_dir_tree(&entry.path())
-                    .with_context(|| format!("removing {}", entry.path().display()))?;
+                let bytes = remove_tree(self.fd.as_fd(), &raw)
+                    .with_context(|| format!("removing {}", self.dir.join(&name).display()))?;
                 freed.snapshots += 1;
                 freed.bytes += bytes;
             }
@@ -106,8 +118,11 @@ impl Snapshots {
     /// The snapshot of one layer, extracting it first if it is not there yet.
     pub fn ensure(&self, layout: &Layout, layer: &Descriptor, diff_id: &Digest) -> Result<PathBuf> {
         let path = self.path(diff_id);
-        if path.is_dir() {
-            return Ok(path);
+        let name = format!("{}-{}", diff_id.algorithm().name(), diff_id.hex());
+        match stat_kind(self.fd.as_fd(), &name) {
+            Some(FileType::Directory) => return Ok(path),
+            Some(kind) => return Err(not_ours(&path.display(), kind, "directory")),
+            None => {}
         }
         let tmp = tempfile::Builder::new()
             .prefix(".extracting-")
@@ -123,11 +138,15 @@ impl Snapshots {
         )?;
         applier.finish()?;
         let tmp = tmp.keep();
-        if let Err(e) = std::fs::rename(&tmp, &path) {
-            let _ = std::fs::remove_dir_all(&tmp);
+        let tmp_name = tmp.file_name().expect("a temp dir has a name").to_string_lossy().into_owned();
+        if let Err(e) =
+            rustix::fs::renameat(self.fd.as_fd(), tmp_name.as_str(), self.fd.as_fd(), name.as_str())
+        {
+            let _ = remove_tree(self.fd.as_fd(), tmp_name.as_bytes());
             // Someone else extracted the same layer meanwhile: theirs is as good as ours.
-            if !path.is_dir() {
-                return Err(e).with_context(|| format!("moving a snapshot to {}", path.display()));
+            if stat_kind(self.fd.as_fd(), &name) != Some(FileType::Directory) {
+                return Err(io::Error::from(e))
+                    .with_context(|| format!("moving a snapshot to {}", path.display()));
             }
         }
         Ok(path)
@@ -148,7 +167,7 @@ pub enum Collection {
 /// layout uses (an image of a third layout that lost its snapshots gets them extracted again
 /// on its next run).
 pub fn collect_unused(layout: &Layout) -> Result<Collection> {
-    let Some(snapshots) = Snapshots::existing(&crate::store::root()?) else {
+    let Some(snapshots) = Snapshots::existing(&crate::store::root()?)? else {
         return Ok(Collection::NoSnapshots);
     };
     let mut keep = BTreeSet::new();
@@ -166,14 +185,35 @@ pub fn collect_unused(layout: &Layout) -> Result<Collection> {
     Ok(snapshots.collect(&keep)?.map_or(Collection::InUse, Collection::Freed))
 }
 
-/// The size of the regular files under `path` (symlinks not followed).
-fn tree_bytes(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
-    if !meta.is_dir() {
-        return if meta.is_file() { meta.len() } else { 0 };
+/// The store's root directory, opened (the path is the user's: symlinks in it are followed).
+fn open_store(store_root: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(store_root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| anyhow::Error::new(io::Error::from(e)).context(store_root.display().to_string()))
+}
+
+/// Removes `name` in `dir` and everything under it, never following a symlink (a symlink is
+/// removed itself), making directories writable on the way (a tree extracted without root may
+/// have read-only ones). Returns the size of the regular files removed.
+fn remove_tree(dir: BorrowedFd<'_>, name: &[u8]) -> Result<u64> {
+    let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(0),
+        Err(e) => return Err(io::Error::from(e).into()),
+    };
+    let kind = FileType::from_raw_mode(st.st_mode);
+    if kind != FileType::Directory {
+        rustix::fs::unlinkat(dir, name, AtFlags::empty()).map_err(io::Error::from)?;
+        return Ok(if kind == FileType::RegularFile { st.st_size as u64 } else { 0 });
     }
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
-    entries.filter_map(Result::ok).map(|e| tree_bytes(&e.path())).sum()
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(io::Error::from)?;
+    let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o700));
+    let mut bytes = 0;
+    for child in list_dir(fd.as_fd())? {
+        bytes += remove_tree(fd.as_fd(), &child)?;
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(io::Error::from)?;
+    Ok(bytes)
 }
 
 /// Unpacks every layer into one directory, whiteouts applied as deletions: the rootfs where

@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::digest::Digest;
-use crate::document::{self, Descriptor};
+use crate::document::{self, Descriptor, MAX_NESTING};
 use crate::layout::Layout;
 use crate::media_type::{self, Kind};
 use crate::record::ImageRecord;
@@ -26,10 +26,11 @@ pub struct Summary {
 }
 
 /// Summarises the image an `index.json` entry points at, reading and verifying its manifests
-/// and configs.
+/// and configs. Each document is read once however many times the graph names it, and
+/// documents nested more than [`MAX_NESTING`] deep are an error.
 pub fn summarise(layout: &Layout, root: &Descriptor) -> Result<Summary> {
     let mut acc = Accumulator::default();
-    acc.visit(layout, root, true)?;
+    acc.visit(layout, root, true, 0)?;
     Ok(Summary {
         descriptor: root.clone(),
         platforms: acc.platforms,
@@ -45,25 +46,42 @@ struct Accumulator {
     created: Option<String>,
     layers: BTreeMap<Digest, u64>,
     blobs: BTreeMap<Digest, u64>,
+    /// The documents read so far, with a manifest's platform as its config says.
+    read: BTreeMap<Digest, Option<String>>,
 }
 
 impl Accumulator {
-    fn visit(&mut self, layout: &Layout, desc: &Descriptor, required: bool) -> Result<()> {
+    fn visit(&mut self, layout: &Layout, desc: &Descriptor, required: bool, depth: usize) -> Result<()> {
         if !required && !layout.has_blob(&desc.digest) {
             return Ok(()); // a platform this copy of the index does not hold
         }
+        let kind = desc.kind();
+        if kind != Kind::Blob && depth >= MAX_NESTING {
+            bail!("{} {}: documents nested more than {MAX_NESTING} deep", kind_name(kind), desc.digest);
+        }
         self.blobs.insert(desc.digest.clone(), desc.size);
-        match desc.kind() {
+        if let Some(config_platform) = self.read.get(&desc.digest) {
+            // Named again (an index may list one manifest for several platforms): its
+            // platform counts again, but nothing is read twice.
+            if kind == Kind::Manifest {
+                let platform =
+                    desc.platform.as_ref().map(ToString::to_string).or_else(|| config_platform.clone());
+                self.platforms.extend(platform);
+            }
+            return Ok(());
+        }
+        match kind {
             Kind::Index => {
-                let bytes = layout.read_blob(&desc.digest)?;
+                self.read.insert(desc.digest.clone(), None);
+                let bytes = layout.read_document(desc)?;
                 let index =
                     document::parse_index(&bytes).with_context(|| format!("index {}", desc.digest))?;
                 for child in &index.manifests {
-                    self.visit(layout, child, false)?;
+                    self.visit(layout, child, false, depth + 1)?;
                 }
             }
             Kind::Manifest => {
-                let bytes = layout.read_blob(&desc.digest)?;
+                let bytes = layout.read_document(desc)?;
                 let m =
                     document::parse_manifest(&bytes).with_context(|| format!("manifest {}", desc.digest))?;
                 self.blobs.insert(m.config.digest.clone(), m.config.size);
@@ -71,22 +89,27 @@ impl Accumulator {
                     self.blobs.insert(l.digest.clone(), l.size);
                     self.layers.insert(l.digest.clone(), l.size);
                 }
-                let mut platform = desc.platform.as_ref().map(ToString::to_string);
+                let mut config_platform = None;
                 if media_type::is_image_config(&m.config.media_type) {
-                    let bytes = layout.read_blob(&m.config.digest)?;
+                    let bytes = layout.read_document(&m.config)?;
                     let config = document::parse_config(&bytes)
                         .with_context(|| format!("config {}", m.config.digest))?;
-                    platform.get_or_insert_with(|| config.platform().to_string());
+                    config_platform = Some(config.platform().to_string());
                     if config.created > self.created {
                         self.created = config.created;
                     }
                 }
-                self.platforms.extend(platform);
+                self.read.insert(desc.digest.clone(), config_platform.clone());
+                self.platforms.extend(desc.platform.as_ref().map(ToString::to_string).or(config_platform));
             }
             Kind::Blob => {}
         }
         Ok(())
     }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    if kind == Kind::Index { "index" } else { "manifest" }
 }
 
 impl Summary {
