@@ -365,7 +365,7 @@ fn a_trickling_download_ends_at_its_deadline() {
     let started = Instant::now();
     let out = s.build(
         &format!("FROM {BASE}\nADD http://127.0.0.1:{port}/big /big\n"),
-        &["-t", "localhost/slow:1", "--download-timeout", "3"],
+        &["-t", "localhost/slow:1", "--download-timeout", "3s"],
     );
     assert!(started.elapsed() < Duration::from_secs(60), "bounded: {:?}", started.elapsed());
     assert_one_line_failure(&out, "127.0.0.1");

@@ -24,6 +24,7 @@ pub mod sources;
 pub mod timeouts;
 
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -521,7 +522,15 @@ impl Registry {
                 }
                 Body::File { path, offset, len } => {
                     use std::io::{Seek, SeekFrom};
-                    let mut file = std::fs::File::open(path).with_context(|| path.display().to_string())?;
+                    // A layout's blob: never through a symlink, never a FIFO that would block.
+                    let mut file = std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                        .open(path)
+                        .with_context(|| path.display().to_string())?;
+                    if !file.metadata()?.is_file() {
+                        bail!("{}: not a regular file", path.display());
+                    }
                     file.seek(SeekFrom::Start(offset))?;
                     let reader = std::io::BufReader::with_capacity(1 << 18, file.take(len));
                     builder = builder.header("Content-Length", len.to_string());

@@ -149,7 +149,8 @@ fn push_blob(
         return Ok(How::Existed);
     }
     let path = layout.blob_path(&desc.digest);
-    let size = std::fs::metadata(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?.len();
+    // Opened as the layout opens blobs: a symlink there (to any file of the host) is refused.
+    let size = layout.open_blob(&desc.digest)?.metadata()?.len();
     if size != desc.size {
         bail!("is {size} bytes in the layout, but its descriptor says {}", desc.size);
     }

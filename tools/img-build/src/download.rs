@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use img::digest::{Algorithm, Digest, Hasher};
+use img::registry::timeouts::show;
 
 /// How long and how much a download may take.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Connecting (DNS, TCP, TLS).
-    pub connect: Duration,
+    /// Connecting (DNS, TCP, TLS); `None`: no limit.
+    pub connect: Option<Duration>,
     /// The longest wait for any one read (an idle connection).
-    pub idle: Duration,
+    pub idle: Option<Duration>,
     /// The whole download, from the request to the last byte.
-    pub total: Duration,
+    pub total: Option<Duration>,
     /// The largest body accepted, if any.
     pub max_bytes: Option<u64>,
 }
@@ -25,9 +26,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            connect: Duration::from_secs(30),
-            idle: Duration::from_secs(60),
-            total: Duration::from_secs(30 * 60),
+            connect: Some(Duration::from_secs(30)),
+            idle: Some(Duration::from_secs(60)),
+            total: Some(Duration::from_secs(30 * 60)),
             max_bytes: None,
         }
     }
@@ -37,12 +38,12 @@ impl Default for Limits {
 pub fn fetch(url: &str, limits: &Limits, out: &mut impl Write) -> Result<Digest> {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_resolve(Some(limits.connect))
-        .timeout_connect(Some(limits.connect))
-        .timeout_send_request(Some(limits.idle))
-        .timeout_recv_response(Some(limits.idle))
-        .timeout_per_read(Some(limits.idle))
-        .timeout_global(Some(limits.total))
+        .timeout_resolve(limits.connect)
+        .timeout_connect(limits.connect)
+        .timeout_send_request(limits.idle)
+        .timeout_recv_response(limits.idle)
+        .timeout_per_read(limits.idle)
+        .timeout_global(limits.total)
         .user_agent(concat!("img-build/", env!("CARGO_PKG_VERSION")))
         .build()
         .new_agent();
@@ -68,8 +69,8 @@ pub fn fetch(url: &str, limits: &Limits, out: &mut impl Write) -> Result<Digest>
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // ureq reports its deadlines as I/O errors; name which one ran out.
-                let why = if started.elapsed() >= limits.total {
-                    format!("took longer than {} s", limits.total.as_secs())
+                let why = if let Some(total) = limits.total.filter(|t| started.elapsed() >= *t) {
+                    format!("no complete answer within {} (--download-timeout)", show(total))
                 } else {
                     e.to_string()
                 };
@@ -87,12 +88,13 @@ pub fn fetch(url: &str, limits: &Limits, out: &mut impl Write) -> Result<Digest>
 }
 
 fn describe(e: &ureq::Error, limits: &Limits) -> String {
+    let shown = |d: Option<Duration>| d.map_or_else(|| "none".to_string(), show);
     match e {
         ureq::Error::Timeout(which) => format!(
-            "timed out ({which}; limits: connect {} s, idle {} s, total {} s)",
-            limits.connect.as_secs(),
-            limits.idle.as_secs(),
-            limits.total.as_secs()
+            "timed out ({which}; limits: --connect-timeout {}, --read-timeout {}, --download-timeout {})",
+            shown(limits.connect),
+            shown(limits.idle),
+            shown(limits.total)
         ),
         other => other.to_string(),
     }

@@ -18,6 +18,7 @@ use img::layout::Layout;
 use img::platform::Platform;
 use img::record::{self, ImageRecord};
 use img::reference::Reference;
+use img::registry::timeouts::limit;
 use img::registry::{Connections, RegistryArgs};
 use img::store;
 use img_build::build::{self, Builder};
@@ -77,12 +78,10 @@ struct Args {
     /// Forward an SSH agent to `RUN --mount=type=ssh` (repeatable): `default` is $SSH_AUTH_SOCK
     #[arg(long = "ssh", value_name = "ID[=SOCKET]")]
     ssh: Vec<String>,
-    /// `ADD <url>`: the most seconds one download may take in all
-    #[arg(long, value_name = "SECS", default_value_t = 1800)]
-    download_timeout: u64,
-    /// `ADD <url>`: the most seconds to wait for a connection, or for any one read
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    download_idle_timeout: u64,
+    /// `ADD <url>`: the longest one download may take in all (`0`: no limit); connecting and
+    /// idle reads are bounded by --connect-timeout and --read-timeout
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = img::registry::timeouts::parse_duration)]
+    download_timeout: Duration,
     /// `ADD <url>`: the largest download accepted, in bytes (default: no limit)
     #[arg(long, value_name = "BYTES")]
     download_max_size: Option<u64>,
@@ -126,9 +125,9 @@ fn main() -> ExitCode {
             ssh: ssh_agents(&args.ssh)?,
             source_date_epoch: source_date_epoch()?,
             download: img_build::download::Limits {
-                connect: Duration::from_secs(args.download_idle_timeout),
-                idle: Duration::from_secs(args.download_idle_timeout),
-                total: Duration::from_secs(args.download_timeout),
+                connect: limit(args.registry.connect_timeout),
+                idle: limit(args.registry.read_timeout),
+                total: limit(args.download_timeout),
                 max_bytes: args.download_max_size,
             },
         };
