@@ -2,7 +2,8 @@
 //!
 //! One concept per file: the runtime spec we read ([`spec`]), namespaces, mounts and
 //! pivot_root, users, capabilities, cgroups, the pty, signals, the final process setup and
-//! exec ([`process`]), and the life of one container ([`container`]).
+//! exec ([`process`]), and the life of one container ([`container`]). [`sealed_exe`] keeps
+//! the runtime's own binary out of the container's reach.
 
 pub mod capabilities;
 pub mod cgroup;
@@ -13,6 +14,7 @@ pub mod namespaces;
 pub mod options;
 pub mod process;
 pub mod pty;
+pub mod sealed_exe;
 pub mod signals;
 pub mod spec;
 pub mod user;

@@ -91,6 +91,9 @@ struct Args {
 
 fn main() -> ExitCode {
     cli::run("img-build", || {
+        // RUN steps must not reach this binary through /proc/self/exe (CVE-2019-5736): from
+        // here on img-build runs a sealed copy of itself.
+        img::runtime::sealed_exe::ensure("img-build")?;
         let args = Args::parse();
         // stdout carries the record only: RUN steps inherit fd 1, so it points at stderr
         // while building and the record goes to a saved copy of the real stdout.

@@ -144,6 +144,12 @@ fn main() -> ExitCode {
     // SAFETY: close_range with integer arguments; nothing is open yet but stdio and what we
     // inherited.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    // The container must not reach this binary through /proc/self/exe or /proc/1/exe
+    // (CVE-2019-5736): from here on img-run runs a sealed copy of itself.
+    if let Err(e) = runtime::sealed_exe::ensure("img-run") {
+        eprintln!("img-run: {}", cli::one_line(&e));
+        return ExitCode::from(125);
+    }
     cli::run("img-run", || {
         let mut args = match Args::try_parse() {
             Ok(a) => a,
