@@ -89,8 +89,8 @@ fn rootless_image_run_uses_an_unpacked_copy() {
 
 #[test]
 fn sigterm_while_preparing_cleans_up_and_stops() {
-    // Thousands of files make preparing (extracting the snapshot) take far longer than the
-    // 50 ms before the signal, on any machine.
+    // Thousands of files make preparing (extracting the snapshot) take far longer than it
+    // takes the test to see it has begun, on any machine.
     let files: Vec<Entry> = (0..20_000).map(|i| Entry::file(&format!("many/{i}"), "x")).collect();
     let env = Env::with_image(busybox_image(&[], vec![Layer::new(files)]));
     let child = env
@@ -102,12 +102,18 @@ fn sigterm_while_preparing_cleans_up_and_stops() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    // Signal once img-run is preparing (its container directory exists), not after a fixed
+    // delay: how long a start takes depends on the machine's load.
+    let containers = env.store.path().join("containers");
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&containers).map_or(0, |d| d.count()) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "img-run never started preparing");
+        std::thread::sleep(Duration::from_millis(2));
+    }
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 143, "{}", img_e2e::stderr(&out));
-    let containers = env.store.path().join("containers");
     assert!(!containers.exists() || std::fs::read_dir(&containers).unwrap().count() == 0);
 }
 
