@@ -40,6 +40,8 @@ pub struct ImageState {
     pub args: BuildArgs,
     /// Whether this build set CMD (then ENTRYPOINT keeps it).
     cmd_set: bool,
+    /// Bytes of text this build's instructions wrote into the config, for [`ImageState::check_size`].
+    written: usize,
     /// Where each name is in `config.Env`.
     env_index: EnvIndex,
     /// Names `set_env` changed, in order: what `variables` has to catch up with.
@@ -55,6 +57,7 @@ impl Clone for ImageState {
             layers: self.layers.clone(),
             args: self.args.clone(),
             cmd_set: self.cmd_set,
+            written: self.written,
             env_index: self.env_index.clone(),
             env_log: self.env_log.clone(),
             cache: Mutex::new(self.lock_cache().clone()),
@@ -198,6 +201,7 @@ impl ImageState {
             layers,
             args: BuildArgs::default(),
             cmd_set: false,
+            written: 0,
             env_index: EnvIndex::default(),
             env_log: Vec::new(),
             cache: Mutex::default(),
@@ -325,6 +329,7 @@ impl ImageState {
 
     /// `ENV`: a variable already there keeps its place in the list, as in Docker.
     pub fn set_env(&mut self, key: &str, value: &str) {
+        self.written += key.len() + value.len();
         let config = self.run_config();
         if !config.get("Env").is_some_and(Value::is_array) {
             config.insert("Env".into(), json!([]));
@@ -362,6 +367,7 @@ impl ImageState {
     }
 
     pub fn set_label(&mut self, key: &str, value: &str) {
+        self.written += key.len() + value.len();
         let labels = self.run_config().entry("Labels").or_insert_with(|| json!({}));
         if !labels.is_object() {
             *labels = json!({});
@@ -395,6 +401,7 @@ impl ImageState {
     }
 
     pub fn set(&mut self, key: &str, value: Value) {
+        self.written += key.len() + text_size(&value);
         self.run_config().insert(key.into(), value);
     }
 
@@ -451,6 +458,7 @@ impl ImageState {
     }
 
     pub fn add_onbuild(&mut self, trigger: &str) {
+        self.written += trigger.len();
         let list = self.run_config().entry("OnBuild").or_insert_with(|| json!([]));
         match list.as_array_mut() {
             Some(list) => list.push(json!(trigger)),
@@ -496,6 +504,7 @@ impl ImageState {
 
     /// Records a step in the config's history.
     pub fn add_history(&mut self, created: &str, created_by: &str, empty_layer: bool) {
+        self.written += created.len() + created_by.len();
         let mut entry = json!({"created": created, "created_by": created_by, "comment": HISTORY_COMMENT});
         if empty_layer {
             entry["empty_layer"] = json!(true);
@@ -530,6 +539,33 @@ impl ImageState {
 
 /// Marks history entries this tool wrote.
 pub const HISTORY_COMMENT: &str = "img-build";
+
+/// How much text a build's instructions may write into an image config (values, labels,
+/// history). Each expansion is bounded (`shell::MAX_EXPANSION`), but a line at a time
+/// `ENV Bn=$A`, with a 1 MiB `A`, would still add a MiB a line.
+pub const MAX_CONFIG_TEXT: usize = 64 << 20;
+
+impl ImageState {
+    /// Fails once this build's instructions wrote more than [`MAX_CONFIG_TEXT`] bytes into the
+    /// config; meant to be called after each step. A value set again counts again: its old
+    /// text stays in the history.
+    pub fn check_size(&self) -> Result<()> {
+        if self.written > MAX_CONFIG_TEXT {
+            bail!("the instructions wrote more than {} MiB into the image config", MAX_CONFIG_TEXT >> 20);
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of text in a JSON value's strings (the rest is small).
+fn text_size(value: &Value) -> usize {
+    match value {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.iter().map(text_size).sum(),
+        Value::Object(o) => o.iter().map(|(k, v)| k.len() + text_size(v)).sum(),
+        _ => 8,
+    }
+}
 
 fn string_list(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
@@ -717,6 +753,26 @@ mod tests {
         assert_eq!(s.env().len(), n + 1);
         assert_eq!(s.run_field("OnBuild").and_then(Value::as_array).map(Vec::len), Some(n));
         assert_eq!(s.config["history"].as_array().map(Vec::len), Some(n));
+    }
+
+    #[test]
+    fn the_config_text_a_build_writes_is_bounded() {
+        let mut s = ImageState::scratch(&"linux/amd64".parse().unwrap());
+        let mib = "x".repeat(1 << 20);
+        for i in 0..31 {
+            // What `ENV Bi=$A` does with a 1 MiB A: the value, and the history entry.
+            s.set_env(&format!("B{i}"), &mib);
+            s.add_history("t", &format!("ENV B{i}={mib}"), true);
+            s.check_size().unwrap();
+        }
+        s.set_label("L", &mib);
+        s.set("User", json!([mib]));
+        assert_eq!(
+            s.check_size().unwrap_err().to_string(),
+            "the instructions wrote more than 64 MiB into the image config"
+        );
+        // A copy (a later stage built on this one) keeps the count.
+        assert!(s.clone().check_size().is_err());
     }
 
     #[test]
