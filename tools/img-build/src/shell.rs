@@ -7,8 +7,9 @@
 //!
 //! A Dockerfile is untrusted input, so the work here is bounded: `${...}` may nest only
 //! [`MAX_NESTING`] deep (the lexer recurses once a level), an expansion may produce at most
-//! [`MAX_EXPANSION`] bytes more than it was given, and the pattern operators match in time
-//! linear in the value's length times the pattern's (see `Glob`).
+//! [`MAX_EXPANSION`] bytes more than it was given, the pattern operators match in time linear
+//! in the value's length times the pattern's (see `Glob`), and the values an expansion reads
+//! and the steps its patterns take are counted against [`MAX_WORK`].
 
 use anyhow::{Result, anyhow, bail};
 
@@ -19,6 +20,28 @@ pub const MAX_NESTING: usize = 100;
 /// How many bytes an expansion may produce beyond the length of the word it expands: an
 /// `ENV B=$A$A` a line, doubling each time, stops here instead of filling the memory.
 pub const MAX_EXPANSION: usize = 1 << 20;
+
+/// How much work one expansion may do: bytes of values looked up, plus pattern matching
+/// steps (for each character read, one per live position in the pattern). `${A##*x*x*x...}`
+/// on a 1 MiB `A` would take 10^11 steps; some megabytes of values, and patterns of a dozen
+/// characters on values of a megabyte, stay inside. At most about a second in a debug
+/// build, a tenth in a release one.
+pub const MAX_WORK: usize = 1 << 24;
+
+/// What is left of an expansion's [`MAX_WORK`].
+struct Work(usize);
+
+impl Work {
+    fn spend(&mut self, n: usize) -> Result<()> {
+        match self.0.checked_sub(n) {
+            Some(left) => self.0 = left,
+            None => {
+                bail!("a variable expansion takes more than {MAX_WORK} steps (long values, long patterns)")
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Variables in scope; `None` means unset (an empty value is set).
 pub trait Env {
@@ -93,12 +116,13 @@ struct Lexer<'a> {
     depth: usize,
     /// The longest string an expansion of this word may build, in bytes.
     limit: usize,
+    work: Work,
 }
 
 impl<'a> Lexer<'a> {
     fn new(word: &str, escape: char, env: &'a dyn Env) -> Lexer<'a> {
         let limit = word.len().saturating_add(MAX_EXPANSION);
-        Lexer { chars: word.chars().collect(), pos: 0, escape, env, depth: 0, limit }
+        Lexer { chars: word.chars().collect(), pos: 0, escape, env, depth: 0, limit, work: Work(MAX_WORK) }
     }
 
     /// Fails once a string being built is longer than the expansion may make.
@@ -233,9 +257,11 @@ impl<'a> Lexer<'a> {
         name
     }
 
-    fn lookup(&self, name: &str) -> Option<String> {
+    fn lookup(&mut self, name: &str) -> Result<Option<String>> {
         let special = name.chars().all(|c| c.is_ascii_digit()) || "@*#?-$!".contains(name);
-        if special { None } else { self.env.get(name) }
+        let value = if special { None } else { self.env.get(name) };
+        self.work.spend(value.as_ref().map_or(0, String::len))?;
+        Ok(value)
     }
 
     fn dollar(&mut self) -> Result<String> {
@@ -245,7 +271,7 @@ impl<'a> Lexer<'a> {
             if name.is_empty() {
                 return Ok("$".into());
             }
-            return Ok(self.lookup(&name).unwrap_or_default());
+            return Ok(self.lookup(&name)?.unwrap_or_default());
         }
         // Each `${` recurses (the word inside is lexed by `run`): bounded, not the stack's size.
         if self.depth == MAX_NESTING {
@@ -266,7 +292,7 @@ impl<'a> Lexer<'a> {
             _ => {}
         }
         let name = self.name();
-        let value = self.lookup(&name);
+        let value = self.lookup(&name)?;
         let op = self.next();
         let unset_error = |word: String, default: &str| {
             anyhow!("{name}: {}", if word.is_empty() { default.to_string() } else { word })
@@ -281,7 +307,7 @@ impl<'a> Lexer<'a> {
                     Some('-') => Ok(value.unwrap_or(word)),
                     Some('+') => Ok(value.map(|_| word).unwrap_or_default()),
                     Some('?') => {
-                        let set = self.lookup(&name).is_some();
+                        let set = self.lookup(&name)?.is_some();
                         value.ok_or_else(|| {
                             unset_error(
                                 word,
@@ -312,11 +338,11 @@ impl<'a> Lexer<'a> {
                 }
                 let pattern = Glob::new(&self.run(Some('}'))?.0);
                 let value = value.unwrap_or_default();
-                Ok(if c == '#' {
-                    pattern.remove_prefix(&value, greedy)
+                if c == '#' {
+                    pattern.remove_prefix(&value, greedy, &mut self.work)
                 } else {
-                    pattern.remove_suffix(&value, greedy)
-                })
+                    pattern.remove_suffix(&value, greedy, &mut self.work)
+                }
             }
             Some('/') => {
                 let all = self.peek() == Some('/');
@@ -325,7 +351,7 @@ impl<'a> Lexer<'a> {
                 }
                 let (pattern, replacement) = self.pattern_and_replacement()?;
                 let value = value.unwrap_or_default();
-                Glob::new(&pattern).replace(&value, &replacement, all, self.limit)
+                Glob::new(&pattern).replace(&value, &replacement, all, self.limit, &mut self.work)
             }
             Some(c) => bail!("unsupported modifier ({c}) in substitution"),
             None => bail!("syntax error: missing '}}'"),
@@ -403,6 +429,40 @@ struct Glob {
     tokens: Vec<Token>,
 }
 
+/// A set of automaton states, each with the earliest start that reached it: the live states
+/// in ascending order, and the starts by state (`NONE` for a state not in the set).
+struct States {
+    active: Vec<usize>,
+    start: Vec<usize>,
+}
+
+const NONE: usize = usize::MAX;
+
+impl States {
+    fn new(count: usize) -> States {
+        States { active: Vec::new(), start: vec![NONE; count] }
+    }
+
+    fn start(&self, j: usize) -> Option<usize> {
+        Some(self.start[j]).filter(|&s| s != NONE)
+    }
+
+    /// Adds `j` (not below any state in the set) reached from `start`.
+    fn add(&mut self, j: usize, start: usize) {
+        if self.start[j] == NONE {
+            self.active.push(j);
+        }
+        self.start[j] = self.start[j].min(start);
+    }
+
+    fn clear(&mut self) {
+        for &j in &self.active {
+            self.start[j] = NONE;
+        }
+        self.active.clear();
+    }
+}
+
 impl Glob {
     fn new(pattern: &str) -> Glob {
         let p: Vec<char> = pattern.chars().collect();
@@ -441,75 +501,89 @@ impl Glob {
         self.tokens.len()
     }
 
-    /// Adds the states a `*` may skip to; `states[j]` holds the earliest start of a match
-    /// attempt at position `j` (the leftmost is the one worth keeping).
-    fn close(&self, states: &mut [Option<usize>]) {
-        for j in 0..self.tokens.len() {
-            if self.tokens[j] == Token::Star
-                && let Some(start) = states[j]
-            {
-                states[j + 1] = Some(states[j + 1].map_or(start, |s| s.min(start)));
+    /// Adds the states a `*` may skip to, passing on the earliest start.
+    fn close(&self, states: &mut States) {
+        let list = std::mem::take(&mut states.active);
+        let mut closed = Vec::with_capacity(list.len());
+        let mut list = list.into_iter().peekable();
+        // A state a `*` just before it reaches: always at or before the list's next one.
+        let mut skipped_to: Option<usize> = None;
+        loop {
+            let j = match (skipped_to.take(), list.peek()) {
+                (Some(to), Some(&next)) if next == to => list.next().expect("peeked"),
+                (Some(to), _) => to,
+                (None, Some(_)) => list.next().expect("peeked"),
+                (None, None) => break,
+            };
+            closed.push(j);
+            if self.tokens.get(j) == Some(&Token::Star) {
+                let start = states.start[j];
+                states.start[j + 1] = states.start[j + 1].min(start);
+                skipped_to = Some(j + 1);
             }
         }
+        states.active = closed;
     }
 
-    /// The states after reading `c`, into `next`.
-    fn step(&self, states: &[Option<usize>], c: char, next: &mut [Option<usize>]) {
-        next.fill(None);
-        for (j, token) in self.tokens.iter().enumerate() {
-            let Some(start) = states[j] else { continue };
-            let to = match token {
-                Token::Star => j,
-                t if t.takes(c) => j + 1,
+    /// The states after reading `c`, into `next`: work in proportion to the live states.
+    fn step(&self, states: &States, c: char, next: &mut States, work: &mut Work) -> Result<()> {
+        work.spend(states.active.len() + 1)?;
+        next.clear();
+        for &j in &states.active {
+            let to = match self.tokens.get(j) {
+                Some(Token::Star) => j,
+                Some(t) if t.takes(c) => j + 1,
                 _ => continue,
             };
-            next[to] = Some(next[to].map_or(start, |s: usize| s.min(start)));
+            // `states.active` ascends and `to` is j or j + 1, so `next.active` ascends too.
+            next.add(to, states.start[j]);
         }
         self.close(next);
+        Ok(())
     }
 
     /// The lengths `n` for which the pattern matches `text[..n]`: the shortest, or the
     /// longest if `longest`.
-    fn prefix_match(&self, text: &[char], longest: bool) -> Option<usize> {
-        let mut states = vec![None; self.accepting() + 1];
-        let mut next = states.clone();
-        states[0] = Some(0);
+    fn prefix_match(&self, text: &[char], longest: bool, work: &mut Work) -> Result<Option<usize>> {
+        let mut states = States::new(self.accepting() + 1);
+        let mut next = States::new(self.accepting() + 1);
+        states.add(0, 0);
         self.close(&mut states);
         let mut found = None;
         for i in 0..=text.len() {
-            if states[self.accepting()].is_some() {
+            if states.start(self.accepting()).is_some() {
                 found = Some(i);
                 if !longest {
                     break;
                 }
             }
-            if i == text.len() || states.iter().all(Option::is_none) {
+            if i == text.len() || states.active.is_empty() {
                 break;
             }
-            self.step(&states, text[i], &mut next);
+            self.step(&states, text[i], &mut next, work)?;
             std::mem::swap(&mut states, &mut next);
         }
-        found
+        Ok(found)
     }
 
     /// `${V#p}` (shortest matching prefix removed) and `${V##p}` (longest).
-    fn remove_prefix(&self, value: &str, longest: bool) -> String {
+    fn remove_prefix(&self, value: &str, longest: bool, work: &mut Work) -> Result<String> {
         let v: Vec<char> = value.chars().collect();
-        match self.prefix_match(&v, longest) {
+        Ok(match self.prefix_match(&v, longest, work)? {
             Some(n) => v[n..].iter().collect(),
             None => value.to_string(),
-        }
+        })
     }
 
     /// `${V%p}` (shortest matching suffix removed) and `${V%%p}` (longest): a prefix of the
     /// reversed value for the reversed pattern.
-    fn remove_suffix(&self, value: &str, longest: bool) -> String {
+    fn remove_suffix(&self, value: &str, longest: bool, work: &mut Work) -> Result<String> {
         let v: Vec<char> = value.chars().collect();
         let backwards: Vec<char> = v.iter().rev().copied().collect();
-        match self.reversed().prefix_match(&backwards, longest) {
+        Ok(match self.reversed().prefix_match(&backwards, longest, work)? {
             Some(n) => v[..v.len() - n].iter().collect(),
             None => value.to_string(),
-        }
+        })
     }
 
     /// The leftmost non-empty match in `text[from..]`, the longest one starting there.
@@ -518,31 +592,33 @@ impl Glob {
     /// earliest start that reaches them (two attempts in the same state go on alike, so the
     /// earlier one is the better). The scan ends once no attempt that could still make a
     /// longer or earlier match is alive.
-    fn find(&self, text: &[char], from: usize) -> Option<(usize, usize)> {
+    fn find(&self, text: &[char], from: usize, work: &mut Work) -> Result<Option<(usize, usize)>> {
         let accept = self.accepting();
-        let mut states = vec![None; accept + 1];
-        let mut next = states.clone();
+        let mut states = States::new(accept + 1);
+        let mut next = States::new(accept + 1);
         let mut best: Option<(usize, usize)> = None;
         let mut i = from;
         loop {
-            if best.is_none() && states[0].is_none() {
-                states[0] = Some(i);
+            if best.is_none() && states.start(0).is_none() {
+                // The latest start: it lowers no other state's, so closing again only adds.
+                states.active.insert(0, 0);
+                states.start[0] = i;
                 self.close(&mut states);
             }
-            if let Some(start) = states[accept]
+            if let Some(start) = states.start(accept)
                 && start < i
                 && best.is_none_or(|(s, _)| start <= s)
             {
                 best = Some((start, i));
             }
             let alive = match best {
-                Some((s, _)) => states.iter().flatten().any(|&start| start <= s),
+                Some((s, _)) => states.active.iter().any(|&j| states.start[j] <= s),
                 None => true,
             };
             if i == text.len() || !alive {
-                return best;
+                return Ok(best);
             }
-            self.step(&states, text[i], &mut next);
+            self.step(&states, text[i], &mut next, work)?;
             std::mem::swap(&mut states, &mut next);
             i += 1;
         }
@@ -550,14 +626,21 @@ impl Glob {
 
     /// `${V/p/r}` replaces the leftmost longest match of p; `${V//p/r}` every match. An empty
     /// pattern matches nothing. The result may be at most `limit` bytes.
-    fn replace(&self, value: &str, replacement: &str, all: bool, limit: usize) -> Result<String> {
+    fn replace(
+        &self,
+        value: &str,
+        replacement: &str,
+        all: bool,
+        limit: usize,
+        work: &mut Work,
+    ) -> Result<String> {
         if self.tokens.is_empty() {
             return Ok(value.to_string());
         }
         let v: Vec<char> = value.chars().collect();
         let mut out = String::new();
         let mut pos = 0;
-        while let Some((start, end)) = self.find(&v, pos) {
+        while let Some((start, end)) = self.find(&v, pos, work)? {
             out.extend(&v[pos..start]);
             out.push_str(replacement);
             if out.len() > limit {
@@ -715,6 +798,16 @@ mod tests {
             assert!(err.contains("more than 1048576 bytes"), "{word}: {err}");
             assert!(expand_words(word, '\\', &big_env).is_err(), "{word}");
         }
+        // Work: each is cheap to write, and took minutes or hours.
+        let lookups = "${BIG:+x}".repeat(200);
+        let long_pattern = format!("${{BIG##{}}}", "*x".repeat(200));
+        for word in [&lookups, &long_pattern] {
+            let err = expand(word, '\\', &big_env).unwrap_err().to_string();
+            assert!(err.contains("takes more than 16777216 steps"), "{}: {err}", &word[..20]);
+        }
+        // Only the live states count: a long literal pattern is one state at a time.
+        assert_eq!(expand(&"${BIG:+x}".repeat(20), '\\', &big_env).unwrap(), "x".repeat(20));
+        assert_eq!(expand("${BIG##*x}${BIG#$BIG}", '\\', &big_env).unwrap(), "");
         // Text written out (a heredoc, say) is not counted against it.
         let written = "y".repeat(3 << 20);
         assert_eq!(expand(&format!("{written}$BIG"), '\\', &big_env).unwrap().len(), (3 << 20) + (600 << 10));
@@ -805,13 +898,14 @@ mod tests {
             // every text is used many times.
             for text in texts.iter().skip(i % 11).step_by(11) {
                 let glob = Glob::new(pattern);
+                let work = &mut Work(usize::MAX);
                 let got = [
-                    glob.remove_prefix(text, false),
-                    glob.remove_prefix(text, true),
-                    glob.remove_suffix(text, false),
-                    glob.remove_suffix(text, true),
-                    glob.replace(text, "R", false, usize::MAX).unwrap(),
-                    glob.replace(text, "R", true, usize::MAX).unwrap(),
+                    glob.remove_prefix(text, false, work).unwrap(),
+                    glob.remove_prefix(text, true, work).unwrap(),
+                    glob.remove_suffix(text, false, work).unwrap(),
+                    glob.remove_suffix(text, true, work).unwrap(),
+                    glob.replace(text, "R", false, usize::MAX, work).unwrap(),
+                    glob.replace(text, "R", true, usize::MAX, work).unwrap(),
                 ];
                 assert_eq!(got, reference_ops(text, pattern), "pattern {pattern:?} on {text:?}");
                 checked += 1;
