@@ -94,6 +94,14 @@ impl BuildArgs {
     }
 }
 
+impl Extend<(String, String)> for BuildArgs {
+    fn extend<I: IntoIterator<Item = (String, String)>>(&mut self, items: I) {
+        for (name, value) in items {
+            self.insert(name, value);
+        }
+    }
+}
+
 impl Deref for BuildArgs {
     type Target = BTreeMap<String, String>;
 
@@ -678,7 +686,8 @@ mod tests {
         assert_eq!(get(&vars, "A").as_deref(), Some("1"), "held while the state changes");
         let now = s.variables();
         assert_eq!((get(&now, "A").as_deref(), get(&now, "B")), (Some("2"), None));
-        s.args.insert("C".into(), "c".into());
+        s.args.extend([("C".to_string(), "c".to_string())]);
+        assert_eq!(get(&s.variables(), "C").as_deref(), Some("c"));
         s.args.clear();
         let now = s.variables();
         assert_eq!((now.len(), get(&now, "A").as_deref(), get(&now, "C")), (2, Some("2"), None));
