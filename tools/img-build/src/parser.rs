@@ -240,6 +240,10 @@ pub fn node_from_line(line: &str, escape: char) -> Result<Node> {
             if rest.is_empty() {
                 bail!("ONBUILD requires an instruction");
             }
+            // Refused before it recurses: `ONBUILD ONBUILD ...` a thousand times is one line.
+            if rest.split(args::is_space).next().is_some_and(|k| k.eq_ignore_ascii_case("onbuild")) {
+                bail!("ONBUILD isn't allowed as an ONBUILD trigger");
+            }
             Args::Nested(Box::new(node_from_line(rest, escape)?))
         }
         "run" | "cmd" | "entrypoint" | "shell" => args::maybe_json(rest)?,
@@ -389,6 +393,27 @@ mod tests {
         assert_eq!(dumps("FROM a\n# escape=`\nRUN x \\\n y\n")[1], "(run \"x  y\")");
         assert!(parse("# escape=\\\n# escape=`\nFROM a\n").is_err());
         assert!(parse("# escape=x\nFROM a\n").is_err());
+    }
+
+    #[test]
+    fn hostile_nesting_is_an_error_or_flat_not_a_stack_overflow() {
+        let onbuilds = format!("FROM a\n{}RUN x\n", "ONBUILD ".repeat(100_000));
+        let err = parse(&onbuilds).unwrap_err().to_string();
+        assert_eq!(err, "line 2: ONBUILD isn't allowed as an ONBUILD trigger");
+        assert!(parse("FROM a\nONBUILD onbuild RUN x\n").is_err());
+        assert_eq!(dumps("FROM a\nONBUILD RUN x\n")[1], "(onbuild (run \"x\"))");
+        // A JSON array nested past serde_json's limit is shell form, as any text that is not
+        // an array of strings.
+        let brackets = format!("FROM a\nCMD {}\n", "[".repeat(100_000));
+        assert_eq!(
+            parse(&brackets).unwrap().nodes[1].args,
+            Args::Strings { values: vec!["[".repeat(100_000)], json: false }
+        );
+        // 100,000 continuation lines and heredocs are loops, not recursion.
+        let continued = format!("FROM a\nRUN {}x\n", "y \\\n".repeat(100_000));
+        assert_eq!(parse(&continued).unwrap().nodes[1].end_line, 100_002);
+        let heredocs: String = (0..10_000).map(|i| format!("RUN <<E{i}\nbody\nE{i}\n")).collect();
+        assert_eq!(parse(&format!("FROM a\n{heredocs}")).unwrap().nodes.len(), 10_001);
     }
 
     #[test]

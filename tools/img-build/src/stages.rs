@@ -1,9 +1,14 @@
 //! Multi-stage structure: global ARGs before the first FROM, stages split at each FROM, and
-//! which stages a target needs, in the order they must be built.
+//! which stages a target needs, in the order they must be built. Stages are found by name in
+//! a map and the dependency graph is walked with a stack of its own, so ten thousand stages
+//! cost ten thousand steps and no deeper recursion than one.
+
+use std::collections::HashMap;
 
 use anyhow::{Result, bail};
 
 use crate::instruction::{Instruction, Step};
+use crate::parser::ParseError;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stage {
@@ -20,49 +25,65 @@ pub struct Stage {
 pub struct Stages {
     /// ARGs before the first FROM: usable in FROM lines, and redeclarable inside stages.
     pub global_args: Vec<(String, Option<String>)>,
+    /// The line each of `global_args` is on.
+    pub global_arg_lines: Vec<usize>,
     pub stages: Vec<Stage>,
+    /// Stages by `AS` name.
+    names: HashMap<String, usize>,
+}
+
+fn error_at(line: usize, message: String) -> anyhow::Error {
+    ParseError { line, message }.into()
 }
 
 impl Stages {
     pub fn split(steps: Vec<Step>) -> Result<Stages> {
         let mut global_args = Vec::new();
+        let mut global_arg_lines = Vec::new();
         let mut stages: Vec<Stage> = Vec::new();
+        let mut names = HashMap::new();
         for step in steps {
             match (&step.instruction, stages.last_mut()) {
                 (Instruction::From { alias, .. }, _) => {
+                    let index = stages.len();
                     if let Some(name) = alias {
-                        if stages.iter().any(|s| s.name.as_deref() == Some(name)) {
-                            bail!("line {}: duplicate stage name {name:?}", step.line);
-                        }
                         if name.parse::<usize>().is_ok() {
-                            bail!("line {}: stage name {name:?} cannot be a number", step.line);
+                            return Err(error_at(
+                                step.line,
+                                format!("stage name {name:?} cannot be a number"),
+                            ));
+                        }
+                        if names.insert(name.clone(), index).is_some() {
+                            return Err(error_at(step.line, format!("duplicate stage name {name:?}")));
                         }
                     }
-                    let index = stages.len();
                     stages.push(Stage { index, name: alias.clone(), from: step, steps: Vec::new() });
                 }
-                (Instruction::Arg(args), None) => global_args.extend(args.iter().cloned()),
-                (_, None) => bail!(
-                    "line {}: no FROM before {}: a Dockerfile must start with FROM (ARG may precede it)",
-                    step.line,
-                    step.text
-                ),
+                (Instruction::Arg(args), None) => {
+                    global_args.extend(args.iter().cloned());
+                    global_arg_lines.extend(args.iter().map(|_| step.line));
+                }
+                (_, None) => {
+                    return Err(error_at(
+                        step.line,
+                        format!(
+                            "no FROM before {}: a Dockerfile must start with FROM (ARG may precede it)",
+                            step.text
+                        ),
+                    ));
+                }
                 (_, Some(stage)) => stage.steps.push(step),
             }
         }
         if stages.is_empty() {
             bail!("the Dockerfile has no FROM instruction");
         }
-        Ok(Stages { global_args, stages })
+        Ok(Stages { global_args, global_arg_lines, stages, names })
     }
 
     /// A stage by `AS` name or by index.
     pub fn find(&self, name: &str) -> Option<usize> {
-        let lower = name.to_lowercase();
-        self.stages
-            .iter()
-            .position(|s| s.name.as_deref() == Some(lower.as_str()))
-            .or_else(|| name.parse::<usize>().ok().filter(|&i| i < self.stages.len()))
+        self.find_named(name).or_else(|| name.parse::<usize>().ok().filter(|&i| i < self.stages.len()))
     }
 
     /// The stage to build: `--target`, else the last.
@@ -76,36 +97,43 @@ impl Stages {
     /// The stages `target` needs, dependencies first. `base` resolves a stage's FROM image
     /// text (after ARG expansion) to what it names; only stage names count as dependencies.
     pub fn build_order(&self, target: usize, base: &dyn Fn(&Stage) -> Result<String>) -> Result<Vec<usize>> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            Visiting,
+            Done,
+        }
+        let mut marks = vec![Mark::New; self.stages.len()];
         let mut order = Vec::new();
-        let mut visiting = Vec::new();
-        self.visit(target, base, &mut order, &mut visiting)?;
+        // Depth first, the path from the target held here: each stage on it with the
+        // dependencies it has still to visit.
+        let mut path = vec![(target, self.dependencies(target, base)?.into_iter())];
+        marks[target] = Mark::Visiting;
+        while let Some((i, deps)) = path.last_mut() {
+            let i = *i;
+            let Some(dep) = deps.next() else {
+                marks[i] = Mark::Done;
+                order.push(i);
+                path.pop();
+                continue;
+            };
+            match marks[dep] {
+                Mark::Done => {}
+                Mark::Visiting => {
+                    let through: Vec<String> = path.iter().map(|&(v, _)| self.label(v)).collect();
+                    let shown = match through.len() {
+                        n if n > 10 => format!("{:?} and {} more", &through[..10], n - 10),
+                        _ => format!("{through:?}"),
+                    };
+                    bail!("stage {} depends on itself through {shown}", self.label(dep));
+                }
+                Mark::New => {
+                    marks[dep] = Mark::Visiting;
+                    path.push((dep, self.dependencies(dep, base)?.into_iter()));
+                }
+            }
+        }
         Ok(order)
-    }
-
-    fn visit(
-        &self,
-        i: usize,
-        base: &dyn Fn(&Stage) -> Result<String>,
-        order: &mut Vec<usize>,
-        visiting: &mut Vec<usize>,
-    ) -> Result<()> {
-        if order.contains(&i) {
-            return Ok(());
-        }
-        if visiting.contains(&i) {
-            bail!(
-                "stage {} depends on itself through {:?}",
-                self.label(i),
-                visiting.iter().map(|&v| self.label(v)).collect::<Vec<_>>()
-            );
-        }
-        visiting.push(i);
-        for dep in self.dependencies(i, base)? {
-            self.visit(dep, base, order, visiting)?;
-        }
-        visiting.pop();
-        order.push(i);
-        Ok(())
     }
 
     /// Stages that stage `i` reads: its FROM, `COPY --from`, `RUN --mount=from=`.
@@ -125,7 +153,10 @@ impl Stages {
             for f in froms {
                 if let Some(d) = self.find(f) {
                     if d == i {
-                        bail!("line {}: stage {} cannot copy from itself", step.line, self.label(i));
+                        return Err(error_at(
+                            step.line,
+                            format!("stage {} cannot copy from itself", self.label(i)),
+                        ));
                     }
                     deps.push(d);
                 }
@@ -134,10 +165,9 @@ impl Stages {
         Ok(deps)
     }
 
-    /// FROM names stages by name only (a number there is an image name).
-    fn find_named(&self, name: &str) -> Option<usize> {
-        let lower = name.to_lowercase();
-        self.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str()))
+    /// A stage by `AS` name only, as FROM names stages (a number there is an image name).
+    pub fn find_named(&self, name: &str) -> Option<usize> {
+        self.names.get(&name.to_lowercase()).copied()
     }
 
     fn label(&self, i: usize) -> String {
@@ -182,5 +212,30 @@ mod tests {
         assert!(split("FROM a AS x\nFROM b AS X\n").unwrap_err().to_string().contains("duplicate"));
         let s = stages("FROM a AS x\nCOPY --from=y / /\nFROM b AS y\nCOPY --from=x / /\n");
         assert!(s.build_order(1, &image).unwrap_err().to_string().contains("depends on itself"));
+        let err = split("ARG A\nFROM a AS x\nRUN x\nFROM b AS x\n").unwrap_err();
+        assert_eq!(err.downcast_ref::<ParseError>().map(|e| e.line), Some(4), "{err}");
+        let s = stages("ARG A\nARG B=1 C\nFROM a\n");
+        assert_eq!(s.global_arg_lines, [1, 2, 2]);
+    }
+
+    #[test]
+    fn thirty_thousand_stages_in_a_chain() {
+        // Each stage builds on the one before: recursing stage by stage overflows the stack,
+        // and looking names up in a list takes quadratic time.
+        let n = 30_000;
+        let text: String = std::iter::once("FROM scratch AS s0\n".to_string())
+            .chain((1..n).map(|i| format!("FROM s{} AS s{i}\n", i - 1)))
+            .collect();
+        let s = stages(&text);
+        let order = s.build_order(n - 1, &image).unwrap();
+        assert_eq!(order, (0..n).collect::<Vec<_>>());
+        assert_eq!(s.find("S29999"), Some(n - 1));
+
+        // A cycle through every one of them is told in one short line.
+        let text: String =
+            (0..n).map(|i| format!("FROM scratch AS s{i}\nCOPY --from=s{} / /\n", (i + 1) % n)).collect();
+        let err = stages(&text).build_order(0, &image).unwrap_err().to_string();
+        assert!(err.starts_with("stage s0 depends on itself through [\"s0\", \"s1\""), "{err}");
+        assert!(err.ends_with("and 29990 more"), "{err}");
     }
 }
