@@ -119,3 +119,37 @@ fn an_expansion_bomb_stops_at_a_megabyte() {
     let layout = Layout::open(store.layout()).ok();
     assert!(layout.is_none_or(|l| resolve::image(&l, "localhost/bomb:1", None).is_err()), "no image named");
 }
+
+#[test]
+fn errors_before_the_first_stage_name_their_line() {
+    let store = Store::new();
+    let deep = format!("{}x{}", "${a:-".repeat(200), "}".repeat(200));
+    let out = build(&store, &format!("ARG A={deep}\nFROM scratch\n"), "localhost/deep-arg:1");
+    assert_fails_at(&out, 1, "variable substitutions nested more than 100 deep");
+    let out = build(&store, "FROM scratch AS x\nFROM scratch AS x\n", "localhost/dup:1");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).lines().last().unwrap().starts_with("img-build: Dockerfile:2: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_config_that_grows_without_bound_stops_at_64_mib() {
+    // Each LABEL line adds a megabyte to the config (the label and its history entry), within
+    // the per-expansion bound: the whole config is bounded too.
+    let mut dockerfile = format!("FROM scratch\nENV A={}\n", "a".repeat(1 << 20));
+    for i in 0..80 {
+        dockerfile.push_str(&format!("LABEL l{i}=$A\n"));
+    }
+    let store = Store::new();
+    let out = build(&store, &dockerfile, "localhost/big-config:1");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let last = stderr(&out).lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.starts_with("img-build: Dockerfile:")
+            && last.ends_with("more than 64 MiB into the image config"),
+        "{last}"
+    );
+}

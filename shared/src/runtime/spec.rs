@@ -249,8 +249,25 @@ pub struct Cpu {
 impl Spec {
     /// Reads `config.json` of a bundle.
     pub fn load(bundle: &Path) -> Result<Spec> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        // A bundle is untrusted: its config.json may be a FIFO (which would block) or huge.
+        const MAX_CONFIG: u64 = 16 << 20;
         let path = bundle.join("config.json");
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let shown = path.display();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .with_context(|| format!("reading {shown}"))?;
+        if !file.metadata()?.is_file() {
+            anyhow::bail!("{shown} is not a regular file");
+        }
+        let mut bytes = Vec::new();
+        file.take(MAX_CONFIG + 1).read_to_end(&mut bytes).with_context(|| format!("reading {shown}"))?;
+        if bytes.len() as u64 > MAX_CONFIG {
+            anyhow::bail!("{shown} is larger than {} MiB", MAX_CONFIG >> 20);
+        }
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{}: malformed runtime config", path.display()))
     }

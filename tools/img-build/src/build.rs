@@ -136,17 +136,17 @@ impl<'a> Builder<'a> {
         let dockerfile = parser::parse(&self.options.dockerfile).map_err(at_line)?;
         let escape = dockerfile.escape;
         let steps = instruction::from_nodes(&dockerfile.nodes).map_err(at_line)?;
-        let stages = Stages::split(steps)?;
-        let globals = self.global_args(&stages, escape)?;
+        let stages = Stages::split(steps).map_err(at_line)?;
+        let globals = self.global_args(&stages, escape).map_err(at_line)?;
         let target = stages.target(self.options.target.as_deref())?;
         let base_of = |s: &Stage| -> Result<String> {
             let Instruction::From { image, .. } = &s.from.instruction else {
                 unreachable!("stages start with FROM")
             };
             shell::expand(image, escape, &|n: &str| globals.get(n).cloned())
-                .with_context(|| format!("line {}", s.from.line))
+                .map_err(|e| parser::ParseError { line: s.from.line, message: img::cli::one_line(&e) }.into())
         };
-        let order = stages.build_order(target, &base_of)?;
+        let order = stages.build_order(target, &base_of).map_err(at_line)?;
         let mut results: HashMap<usize, StageResult> = HashMap::new();
         for &i in &order {
             let stage = &stages.stages[i];
@@ -161,10 +161,16 @@ impl<'a> Builder<'a> {
     /// ARGs before the first FROM, with `--build-arg` values and the predefined platform ARGs.
     fn global_args(&self, stages: &Stages, escape: char) -> Result<BTreeMap<String, String>> {
         let mut values = self.platform_args();
-        for (name, default) in &stages.global_args {
+        for ((name, default), &line) in stages.global_args.iter().zip(&stages.global_arg_lines) {
             let value = match (self.options.build_args.get(name), default) {
                 (Some(v), _) => Some(v.clone()),
-                (None, Some(d)) => Some(shell::expand(d, escape, &|n: &str| values.get(n).cloned())?),
+                (None, Some(d)) => {
+                    Some(shell::expand(d, escape, &|n: &str| values.get(n).cloned()).map_err(
+                        |e| -> anyhow::Error {
+                            parser::ParseError { line, message: img::cli::one_line(&e) }.into()
+                        },
+                    )?)
+                }
                 (None, None) => None,
             };
             if let Some(v) = value {
@@ -207,18 +213,17 @@ impl<'a> Builder<'a> {
             None => self.options.platform.clone(),
         };
         self.log(stage, &format!("FROM {base}"), "");
-        let (mut state, mut key) =
-            match stages.stages.iter().position(|s| s.name.as_deref() == Some(&base.to_lowercase())) {
-                Some(dep) if dep < stage.index => {
-                    let r = done.get(&dep).expect("dependencies are built first");
-                    (r.state.clone(), r.key.clone())
-                }
-                _ if base == "scratch" => (ImageState::scratch(&platform), Key::root("scratch")),
-                _ => {
-                    let (state, digest) = self.base_image(base, &platform)?;
-                    (state, Key::root(&digest.to_string()))
-                }
-            };
+        let (mut state, mut key) = match stages.find_named(base) {
+            Some(dep) if dep < stage.index => {
+                let r = done.get(&dep).expect("dependencies are built first");
+                (r.state.clone(), r.key.clone())
+            }
+            _ if base == "scratch" => (ImageState::scratch(&platform), Key::root("scratch")),
+            _ => {
+                let (state, digest) = self.base_image(base, &platform)?;
+                (state, Key::root(&digest.to_string()))
+            }
+        };
         state.args.clear();
         key = key.then(&["platform", &platform.to_string()]);
 
@@ -231,9 +236,12 @@ impl<'a> Builder<'a> {
         }
         steps.extend(stage.steps.iter().cloned());
         for step in &steps {
-            key = self.step(stages, stage, step, &mut state, key, globals, done, escape).map_err(|e| {
-                anyhow!("{}:{}: {}", self.options.dockerfile_name, step.line, img::cli::one_line(&e))
-            })?;
+            key = self
+                .step(stages, stage, step, &mut state, key, globals, done, escape)
+                .and_then(|key| state.check_size().map(|()| key))
+                .map_err(|e| {
+                    anyhow!("{}:{}: {}", self.options.dockerfile_name, step.line, img::cli::one_line(&e))
+                })?;
         }
         Ok(StageResult { state, key })
     }
