@@ -4,6 +4,7 @@
 pub mod check;
 pub mod rawtar;
 pub mod registry;
+pub mod tap;
 pub mod tree;
 
 use std::io::Write;
