@@ -183,6 +183,11 @@ fn an_image_run_gets_dockers_allowlist() {
     for name in ["null", "urandom", "tun", "zero"] {
         assert_allowed(&out, name);
     }
+    // Through a v1 devices cgroup of the container's own, where there is a devices controller.
+    if Path::new("/sys/fs/cgroup/devices/devices.list").exists() {
+        let out = env.sh(&[], "grep :devices: /proc/self/cgroup");
+        assert!(out.contains("/img-run-"), "{out}");
+    }
     // The nodes img-run made work too, and a terminal's pty.
     let out = env.sh(&[], "head -c 1 /dev/zero | wc -c; echo x > /dev/null; head -c 4 /dev/urandom | wc -c");
     assert_eq!(out, "1\n4\n");
@@ -259,4 +264,62 @@ fn build_run_steps_get_the_allowlist() {
     let seen = stdout(&out);
     assert_denied(&seen, "hwrng");
     assert_allowed(&seen, "null");
+}
+
+/// img-run in a mount namespace where the v1 devices hierarchy (if any) is unmounted: it must
+/// fall back to its eBPF program on a cgroup in the v2 tree, which the kernel runs besides v1
+/// (on a hybrid host the tree is otherwise empty). So the v2 path runs end to end here too.
+fn img_run_without_v1_devices(env: &Env, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "if grep -q ' - cgroup .*devices' /proc/self/mountinfo; then \
+             umount /sys/fs/cgroup/devices || exit 99; fi; exec \"$0\" \"$@\"",
+        )
+        .arg(img_run())
+        .args(args)
+        .env("IMG_ROOT", env.store.path())
+        .env_remove("IMG_LAYOUT");
+    run_timeout(&mut cmd, "", Duration::from_secs(60))
+}
+
+#[test]
+fn on_cgroup_v2_an_ebpf_program_applies_the_rules() {
+    let v2 =
+        std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().any(|l| l.contains(" - cgroup2 "));
+    assert!(v2, "this test needs a cgroup2 tree (hybrid hosts have one too)");
+    let env = Env::new();
+    let script = probe_script(&[HWRNG, LOOP_CONTROL, NULL, ("tun", 10, 200)]);
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["bb:1", "sh", "-c", &script]);
+        let out = img_run_without_v1_devices(&env, &all);
+        img_e2e::assert_success(&out, &format!("img-run {args:?} without v1 devices"));
+        stdout(&out)
+    };
+    let out = run(&[]);
+    assert_denied(&out, "hwrng");
+    assert_denied(&out, "loop-control");
+    assert_allowed(&out, "null");
+    assert_allowed(&out, "tun");
+    // The container ran in a v2 cgroup of its own (where the program is attached).
+    let out = img_run_without_v1_devices(&env, &["bb:1", "grep", "^0::", "/proc/self/cgroup"]);
+    assert!(stdout(&out).starts_with("0::/img-run/"), "{}", stdout(&out));
+    let out = run(&["--device-cgroup-rule", "c 10:183 rw"]);
+    assert_allowed(&out, "hwrng");
+    assert_denied(&out, "loop-control");
+    // What v1 cannot express, the program can: a deny narrowing an earlier wildcard allow.
+    let deny_all = json!({"allow": false, "access": "rwm"});
+    let allow_misc = json!({"allow": true, "type": "c", "major": 10, "access": "r"});
+    let deny = json!({"allow": false, "type": "c", "major": 10, "minor": 183, "access": "r"});
+    let dir = bundle(&env, &script, Some(json!([deny_all, allow_misc, deny])));
+    let out = img_run_without_v1_devices(&env, &[&dir.to_string_lossy()]);
+    img_e2e::assert_success(&out, "img-run on the bundle without v1 devices");
+    assert_denied(&stdout(&out), "hwrng");
+    assert_allowed(&stdout(&out), "loop-control");
+    // The container's v2 cgroup is gone afterwards.
+    let left: Vec<_> = std::fs::read_dir("/sys/fs/cgroup/unified/img-run")
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.iter().all(|n| !n.to_string_lossy().starts_with("bundle-")), "{left:?}");
 }
