@@ -323,3 +323,29 @@ fn on_cgroup_v2_an_ebpf_program_applies_the_rules() {
         .unwrap_or_default();
     assert!(left.iter().all(|n| !n.to_string_lossy().starts_with("bundle-")), "{left:?}");
 }
+
+#[test]
+fn rootless_runs_check_the_rules_but_cannot_enforce_them() {
+    use std::os::unix::fs::PermissionsExt;
+    img_e2e::require("setpriv");
+    let env = Env::new();
+    std::fs::set_permissions(env.store.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rootless = |bundle: &Path| {
+        img_e2e::peer("chown", &["-R", "65534:65534", &bundle.to_string_lossy()]);
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(img_run()).arg(bundle);
+        run_timeout(&mut cmd, "", Duration::from_secs(60))
+    };
+    // No cgroup of its own (nothing is delegated): the deny-all rule cannot be enforced, and
+    // the user namespace cannot make device nodes anyway.
+    let dir = bundle(&env, &probe_script(&[HWRNG]), None);
+    let out = rootless(&dir);
+    img_e2e::assert_success(&out, "rootless img-run");
+    let l = line(&stdout(&out), "hwrng").to_string();
+    assert!(l.contains("mknod:") && !l.contains("mknod:ok"), "{l}");
+    // An invalid rule is still an error.
+    let dir = bundle(&env, "echo ran", Some(json!([{"allow": true, "type": "x", "access": "r"}])));
+    let out = rootless(&dir);
+    assert_eq!(code(&out), 125, "{}", img_e2e::stderr(&out));
+    assert!(img_e2e::stderr(&out).contains("linux.resources.devices"), "{}", img_e2e::stderr(&out));
+}
