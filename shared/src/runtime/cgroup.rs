@@ -1,12 +1,17 @@
 //! Resource limits through cgroups: v2 where a cgroup2 tree is mounted with the controllers we
 //! need, else v1 (one hierarchy per controller). A limit that cannot be applied is an error.
-//! A container only gets cgroups when it has limits; its processes die with its PID namespace.
+//! Device rules go to the v1 devices controller, or on v2 (and where v1 has no devices
+//! controller) into an eBPF program attached to the container's v2 cgroup.
+//! A container only gets cgroups when it has limits or device rules that restrict something;
+//! its processes die with its PID namespace.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::cgroup_bpf;
+use super::device_rules::{self, Rule};
 use super::spec::Resources;
 
 /// The cgroup directories made for one container.
@@ -146,25 +151,33 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
 }
 
 impl Cgroup {
-    /// Makes the container's cgroups and writes its limits; `None` when there are no limits.
-    pub fn create(id: &str, resources: Option<&Resources>) -> Result<Option<Cgroup>> {
-        let Some(r) = resources else { return Ok(None) };
+    /// Makes the container's cgroups, writes its limits and applies its device rules (see
+    /// [`device_rules::effective`]); `None` when there is nothing to apply.
+    pub fn create(id: &str, resources: Option<&Resources>, devices: &[Rule]) -> Result<Option<Cgroup>> {
+        let empty = Resources::default();
+        let r = resources.unwrap_or(&empty);
         let wanted: Vec<&str> = {
             let mut c: Vec<&str> = settings(r, false).iter().map(|s| s.0).collect();
             c.dedup();
             c
         };
-        if wanted.is_empty() {
+        let devices = if device_rules::allows_everything(devices) { &[][..] } else { devices };
+        if wanted.is_empty() && devices.is_empty() {
             return Ok(None);
         }
         // A killed run of the same name may have left its (empty) cgroups.
         Cgroup::remove_leftover(id);
         let all = hierarchies()?;
-        let v2 = all.iter().find(|h| h.v2 && wanted.iter().all(|c| h.controllers.iter().any(|x| x == c)));
+        let v2 = all.iter().find(|h| {
+            h.v2 && !wanted.is_empty() && wanted.iter().all(|c| h.controllers.iter().any(|x| x == c))
+        });
         let mut cg = Cgroup { dirs: Vec::new() };
         let result = match v2 {
-            Some(h) => cg.create_v2(h, id, r, &wanted),
-            None => cg.create_v1(&all, id, r, &wanted),
+            Some(h) => cg.create_v2(h, id, r, &wanted).and_then(|dir| match devices.is_empty() {
+                true => Ok(()),
+                false => cgroup_bpf::apply(&dir, devices),
+            }),
+            None => cg.create_v1(&all, id, r, &wanted, devices),
         };
         match result {
             Ok(()) => Ok(Some(cg)),
@@ -175,29 +188,48 @@ impl Cgroup {
         }
     }
 
-    fn create_v2(&mut self, h: &Hierarchy, id: &str, r: &Resources, wanted: &[&str]) -> Result<()> {
+    /// Makes the container's v2 cgroup (enabling the `wanted` controllers on the way) and
+    /// writes the limits; returns its directory.
+    fn create_v2(&mut self, h: &Hierarchy, id: &str, r: &Resources, wanted: &[&str]) -> Result<PathBuf> {
         // Under the tree's root, which may hold processes and enable controllers for children.
         let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
         let dir = dir_v2(h, id);
         let parent = dir.parent().expect("under img-run/");
-        write(&h.mount, "cgroup.subtree_control", enable.trim())?;
+        if !wanted.is_empty() {
+            write(&h.mount, "cgroup.subtree_control", enable.trim())?;
+        }
         match std::fs::create_dir(parent) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).with_context(|| format!("cgroup: creating {}", parent.display())),
         }
-        write(parent, "cgroup.subtree_control", enable.trim())?;
+        if !wanted.is_empty() {
+            write(parent, "cgroup.subtree_control", enable.trim())?;
+        }
         std::fs::create_dir(&dir).with_context(|| format!("cgroup: creating {}", dir.display()))?;
         self.dirs.push(dir.clone());
         for (_, file, value) in settings(r, true) {
             write(&dir, file, &value)?;
         }
-        Ok(())
+        Ok(dir)
     }
 
-    fn create_v1(&mut self, all: &[Hierarchy], id: &str, r: &Resources, wanted: &[&str]) -> Result<()> {
+    fn create_v1(
+        &mut self,
+        all: &[Hierarchy],
+        id: &str,
+        r: &Resources,
+        wanted: &[&str],
+        devices: &[Rule],
+    ) -> Result<()> {
+        let has_v1 = |c: &str| all.iter().any(|h| !h.v2 && h.controllers.iter().any(|x| x == c));
+        let v1_devices = !devices.is_empty() && has_v1("devices");
+        let mut wanted = wanted.to_vec();
+        if v1_devices {
+            wanted.push("devices");
+        }
         let mut made: Vec<(String, PathBuf)> = Vec::new();
-        for c in wanted {
+        for c in &wanted {
             let Some(h) = all.iter().find(|h| !h.v2 && h.controllers.iter().any(|x| x == c)) else {
                 bail!("cgroup: the {c} controller is not available (neither cgroup v2 nor v1 has it)");
             };
@@ -217,6 +249,19 @@ impl Cgroup {
                 bail!("cgroup: {} is not supported here (no {file})", file);
             }
             write(dir, file, &value)?;
+        }
+        if v1_devices {
+            // As runc: deny everything first, then the rules in order.
+            let dir = &made.iter().find(|(c, _)| c == "devices").expect("made above").1;
+            for (file, line) in device_rules::v1_writes(devices)? {
+                write(dir, file, &line)?;
+            }
+        } else if !devices.is_empty() {
+            let Some(h) = all.iter().find(|h| h.v2) else {
+                bail!("device rules: no cgroup v1 devices controller and no cgroup2 tree is mounted");
+            };
+            let dir = self.create_v2(h, id, &Resources::default(), &[])?;
+            cgroup_bpf::apply(&dir, devices)?;
         }
         Ok(())
     }
@@ -304,6 +349,7 @@ mod tests {
             memory: Some(Memory { limit: Some(64 << 20), swap: Some(64 << 20) }),
             pids: Some(Pids { limit: 20 }),
             cpu: Some(Cpu { quota: Some(150_000), period: Some(100_000), shares: Some(1024) }),
+            devices: Vec::new(),
         };
         let mut cg = Cgroup { dirs: Vec::new() };
         cg.create_v2(&h, "c1", &r, &["memory", "pids", "cpu"]).unwrap();
@@ -326,6 +372,7 @@ mod tests {
             memory: Some(Memory { limit: Some(1 << 20), swap: None }),
             pids: Some(Pids { limit: 10 }),
             cpu: Some(Cpu { quota: Some(50_000), period: Some(100_000), shares: None }),
+            devices: Vec::new(),
         };
         let v1 = settings(&r, false);
         assert!(v1.contains(&("memory", "memory.limit_in_bytes", "1048576".into())));

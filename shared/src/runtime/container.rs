@@ -72,7 +72,15 @@ pub fn run(c: &Container) -> Result<Outcome> {
     {
         bail!("resource limits need root: cgroups are not delegated to this user");
     }
-    let mut cgroup = Cgroup::create(&c.id, c.spec.linux.resources.as_ref())?;
+    // Device rules (checked in any case) need a cgroup of our own, which a rootless run
+    // cannot have (nothing is delegated; runc skips them too): its user namespace cannot make
+    // device nodes, and the host nodes it binds stay guarded by their permissions.
+    let resources = c.spec.linux.resources.as_ref();
+    let mut device_rules = super::device_rules::effective(resources.map_or(&[], |r| &r.devices))?;
+    if rootless {
+        device_rules.clear();
+    }
+    let mut cgroup = Cgroup::create(&c.id, resources, &device_rules)?;
     if rootless {
         namespaces::enter_rootless_userns()?;
     }

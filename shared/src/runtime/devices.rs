@@ -1,6 +1,7 @@
 //! Device nodes beyond /dev's standard ones (`linux.devices` of a spec): made with mknod in
 //! the container's /dev, or bound from the host in a user namespace (where mknod is refused),
-//! as runc does. docker's `--device` and `--privileged` (every host device) fill the list.
+//! as runc does. docker's `--device` and `--privileged` (every host device) fill the list;
+//! whether the container may open them is for the device rules ([`super::device_rules`]).
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -9,6 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use nix::sys::stat::{Mode, SFlag, major, makedev, minor, mknod};
 
+use super::device_rules::{DeviceRule, Rule};
 use super::spec::Device;
 
 /// The device at `host` (symlinks followed), to appear at `path` in the container.
@@ -32,16 +34,26 @@ pub fn from_host(host: &Path, path: &str) -> Result<Device> {
     })
 }
 
-/// docker's `--device HOST[:CONTAINER[:PERMISSIONS]]` (the permissions are a cgroup rule,
-/// which img-run does not enforce: accepted and ignored).
-pub fn parse_option(text: &str) -> Result<Device> {
-    let mut parts = text.splitn(3, ':');
-    let host = parts.next().unwrap_or_default();
-    let path = parts.next().filter(|p| !p.is_empty()).unwrap_or(host);
+/// docker's `--device HOST[:CONTAINER[:PERMISSIONS]]`: the node, and the rule allowing it
+/// with its permissions (`rwm` unless given; docker also reads `HOST:PERMISSIONS`).
+pub fn parse_option(text: &str) -> Result<(Device, DeviceRule)> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let is_access = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
+    let (host, path, access) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, a] if is_access(a) => (*h, *h, *a),
+        [h, p] => (*h, *p, "rwm"),
+        [h, p, a] => (*h, if p.is_empty() { *h } else { *p }, *a),
+        _ => bail!("--device {text}: expected HOST[:CONTAINER[:PERMISSIONS]]"),
+    };
     if !host.starts_with('/') || !path.starts_with('/') {
         bail!("--device {text}: expected HOST[:CONTAINER[:PERMISSIONS]] with absolute paths");
     }
-    from_host(Path::new(host), path).with_context(|| format!("--device {text}"))
+    let device = from_host(Path::new(host), path).with_context(|| format!("--device {text}"))?;
+    let rule = DeviceRule::new(true, &device.kind, Some(device.major), Some(device.minor), access);
+    Rule::from_spec(&rule)
+        .map_err(|_| anyhow::anyhow!("--device {text}: invalid permissions {access:?} (r, w, m)"))?;
+    Ok((device, rule))
 }
 
 /// Every device under the host's /dev, as `--privileged` gives them (not pts, shm, mqueue).

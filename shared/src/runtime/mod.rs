@@ -1,13 +1,16 @@
 //! A container runtime on Linux namespaces: what img-run runs a container with.
 //!
 //! One concept per file: the runtime spec we read ([`spec`]), namespaces, mounts and
-//! pivot_root, users, capabilities, cgroups, the pty, signals, the final process setup and
+//! pivot_root, users, capabilities, cgroups (with device rules: [`device_rules`], v2's
+//! [`cgroup_bpf`]), the pty, signals, the final process setup and
 //! exec ([`process`]), and the life of one container ([`container`]). [`sealed_exe`] keeps
 //! the runtime's own binary out of the container's reach.
 
 pub mod capabilities;
 pub mod cgroup;
+pub mod cgroup_bpf;
 pub mod container;
+pub mod device_rules;
 pub mod devices;
 pub mod mounts;
 pub mod namespaces;

@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub ulimits: Vec<String>,
     /// `--device HOST[:CONTAINER[:PERMISSIONS]]` entries.
     pub devices: Vec<String>,
+    /// `--device-cgroup-rule 'TYPE MAJOR:MINOR ACCESS'` entries.
+    pub device_cgroup_rules: Vec<String>,
     /// `--privileged`: every capability and host device, nothing masked, /sys writable.
     pub privileged: bool,
 }
@@ -110,6 +112,29 @@ fn add_devices(spec: &mut Spec, devices: Vec<super::spec::Device>) {
         spec.linux.devices.retain(|x| x.path != d.path);
         spec.linux.devices.push(d);
     }
+}
+
+/// `--privileged` allows every device; otherwise `--device` adds its node and a rule with its
+/// permissions, and `--device-cgroup-rule` its rule, after the spec's (as docker does).
+fn apply_device_options(spec: &mut Spec, opts: &RunOptions) -> Result<()> {
+    let mut devices = Vec::new();
+    let mut rules = Vec::new();
+    for d in &opts.devices {
+        let (device, rule) = super::devices::parse_option(d)?;
+        devices.push(device);
+        rules.push(rule);
+    }
+    for r in &opts.device_cgroup_rules {
+        rules.push(super::device_rules::parse_cgroup_rule(r)?);
+    }
+    add_devices(spec, devices);
+    if opts.privileged {
+        spec.resources_mut().devices = super::device_rules::allow_all();
+    } else if !rules.is_empty() {
+        // (A bundle without rules allows every device already: these add nothing there.)
+        spec.resources_mut().devices.extend(rules);
+    }
+    Ok(())
 }
 
 /// Applies `--security-opt` entries: `no-new-privileges[=|:true|false]`, and the docker ones
@@ -262,8 +287,7 @@ pub fn apply(spec: &mut Spec, opts: &RunOptions, bundle_mode: bool) -> Result<Op
         }
         add_devices(spec, super::devices::all_host_devices());
     }
-    let devices = opts.devices.iter().map(|d| super::devices::parse_option(d)).collect::<Result<Vec<_>>>()?;
-    add_devices(spec, devices);
+    apply_device_options(spec, opts)?;
     if opts.read_only {
         spec.root.readonly = true;
     }

@@ -221,6 +221,8 @@ pub struct Resources {
     pub pids: Option<Pids>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<Cpu>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<super::device_rules::DeviceRule>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -289,7 +291,8 @@ impl Spec {
     }
 
     /// What docker gives a container: its namespaces (host network), mounts, capabilities,
-    /// masked and read-only paths. The process fields are for the caller to fill in.
+    /// masked and read-only paths, device rules. The process fields are for the caller to
+    /// fill in.
     pub fn docker_default() -> Spec {
         let caps: Vec<String> = capabilities::DOCKER_DEFAULT.iter().map(|c| c.to_string()).collect();
         Spec {
@@ -338,6 +341,10 @@ impl Spec {
                     .collect(),
                 masked_paths: MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
                 readonly_paths: READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
+                resources: Some(Resources {
+                    devices: super::device_rules::docker_default(),
+                    ..Resources::default()
+                }),
                 ..Linux::default()
             },
         }

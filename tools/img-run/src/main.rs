@@ -94,6 +94,10 @@ struct Args {
     /// Give the container a host device (HOST[:CONTAINER[:PERMISSIONS]], e.g. /dev/fuse)
     #[arg(long, value_name = "DEVICE")]
     device: Vec<String>,
+    /// Allow access to devices: 'TYPE MAJOR:MINOR ACCESS' (type a, b or c; * for any number;
+    /// access of r, w, m), e.g. 'c 1:3 mr'
+    #[arg(long, value_name = "RULE")]
+    device_cgroup_rule: Vec<String>,
     /// Every capability and host device, nothing masked in /proc, /sys writable (as docker's)
     #[arg(long)]
     privileged: bool,
@@ -263,6 +267,7 @@ fn run(args: Args) -> Result<i32> {
         security_opt: args.security_opt.clone(),
         ulimits: args.ulimit.clone(),
         devices: args.device.clone(),
+        device_cgroup_rules: args.device_cgroup_rule.clone(),
         privileged: args.privileged,
     };
     if args.detach {
