@@ -67,14 +67,7 @@ const KNOWN_GAPS: &[(&str, &[&str])] = &[
     ("ns-cgroup", &["mounts[1] (/proc) found", "mounts[5] (/sys) found"]),
     ("ns-joined-by-path", &["runtime started runtimetest"]),
     ("userns-id-mappings", &["runtime started runtimetest"]),
-    (
-        "devices",
-        &[
-            "mounts[1] (/proc) found",
-            "mounts[5] (/sys) found",
-            "probe: device rules: /dev/loop-ctl (not allowed) refused",
-        ],
-    ),
+    ("devices", &["mounts[1] (/proc) found", "mounts[5] (/sys) found"]),
     (
         "cgroups-path-limits",
         &["mounts[1] (/proc) found", "mounts[5] (/sys) found", "probe: cgroupsPath: the process is in it"],
