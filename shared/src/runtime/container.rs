@@ -60,6 +60,7 @@ pub fn run(c: &Container) -> Result<Outcome> {
     if c.spec.hostname.is_some() && !c.spec.has_namespace("uts") {
         bail!("a hostname needs a private UTS namespace");
     }
+    check_fields(&c.spec)?;
     if c.spec.has_namespace("user") || !c.spec.linux.uid_mappings.is_empty() {
         check_user_mappings(&c.spec, rootless)?;
     }
@@ -77,7 +78,12 @@ pub fn run(c: &Container) -> Result<Outcome> {
         namespaces::enter_rootless_userns()?;
     }
     if c.spec.has_namespace("pid") {
-        nix::sched::unshare(CloneFlags::CLONE_NEWPID).context("creating a PID namespace")?;
+        let join = namespaces::open_joins(&c.spec, |k| k == "pid")?;
+        if join.is_empty() {
+            nix::sched::unshare(CloneFlags::CLONE_NEWPID).context("creating a PID namespace")?;
+        } else {
+            namespaces::join(join)?;
+        }
     }
     let devnull = std::fs::File::open("/dev/null").context("opening /dev/null")?;
     let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
@@ -199,6 +205,65 @@ fn supervise(child: Pid, sfd: &mut SignalFd, mut relay: Option<&mut pty::Relay>)
     }
 }
 
+/// The fields of config.json that are applied here or further on, checked before anything
+/// is made; those img-run does not apply are refused by name.
+fn check_fields(spec: &Spec) -> Result<()> {
+    if spec.domainname.is_some() && !spec.has_namespace("uts") {
+        bail!("config.json: domainname needs a private UTS namespace");
+    }
+    super::sysctl::check(spec)?;
+    if let Some(p) = &spec.linux.rootfs_propagation {
+        mounts::root_propagation(p)?;
+    }
+    if spec.linux.cgroups_path.as_deref().is_some_and(|p| !p.is_empty()) {
+        bail!("config.json: linux.cgroupsPath is not supported by img-run");
+    }
+    if let Some(h) = &spec.hooks {
+        let lists = [
+            ("prestart", &h.prestart),
+            ("createRuntime", &h.create_runtime),
+            ("createContainer", &h.create_container),
+            ("startContainer", &h.start_container),
+            ("poststart", &h.poststart),
+            ("poststop", &h.poststop),
+        ];
+        if let Some((name, _)) = lists.iter().find(|(_, l)| !l.is_empty()) {
+            bail!("config.json: hooks.{name} is not supported by img-run");
+        }
+    }
+    if let Some(oom) = spec.process.oom_score_adj
+        && !(-1000..=1000).contains(&oom)
+    {
+        bail!("config.json: process.oomScoreAdj {oom} is out of range (-1000 to 1000)");
+    }
+    if let Some(profile) = spec.process.apparmor_profile.as_deref().filter(|p| !p.is_empty()) {
+        let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").unwrap_or_default();
+        if enabled.trim() != "Y" {
+            bail!("config.json: process.apparmorProfile {profile:?}: AppArmor is not enabled on this host");
+        }
+    }
+    Ok(())
+}
+
+/// What the container side does with the process's own settings while /proc is the host's:
+/// its OOM score adjustment and AppArmor profile (taking effect at exec).
+fn apply_process_attrs(spec: &Spec) -> Result<()> {
+    if let Some(oom) = spec.process.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", oom.to_string())
+            .context("config.json: process.oomScoreAdj: writing /proc/self/oom_score_adj")?;
+    }
+    if let Some(profile) = spec.process.apparmor_profile.as_deref().filter(|p| !p.is_empty()) {
+        let attr = if std::path::Path::new("/proc/self/attr/apparmor/exec").exists() {
+            "/proc/self/attr/apparmor/exec"
+        } else {
+            "/proc/self/attr/exec"
+        };
+        std::fs::write(attr, format!("exec {profile}"))
+            .with_context(|| format!("config.json: process.apparmorProfile: setting {profile:?}"))?;
+    }
+    Ok(())
+}
+
 /// A spec may ask for a user namespace. Rootless, img-run always makes one mapping the
 /// invoking user to root, so the spec's mappings must say the same; as root, mapping ranges of
 /// host ids is not supported (and is not silently skipped).
@@ -278,14 +343,25 @@ fn prepare(c: &Container, s: &ChildSetup) -> Result<super::spec::Process> {
     if let Some(cg) = s.cgroup {
         cg.join_self()?;
     }
+    // As runc: the namespaces given by path are joined first, then the others made.
+    namespaces::join(namespaces::open_joins(&c.spec, |k| k != "pid")?)?;
     nix::sched::unshare(flags).context("creating namespaces")?;
     if flags.contains(CloneFlags::CLONE_NEWNET) {
         namespaces::loopback_up()?;
     }
-    let cx = mounts::Isolation { userns: rootless, netns: flags.contains(CloneFlags::CLONE_NEWNET) };
+    super::sysctl::apply(&c.spec)?;
+    apply_process_attrs(&c.spec)?;
+    let cx = mounts::Isolation { userns: rootless, netns: c.spec.has_namespace("network") };
     mounts::setup(&c.spec, &c.rootfs, &c.bundle, cx)?;
     if let Some(h) = &c.spec.hostname {
         nix::unistd::sethostname(h).context("setting the hostname")?;
+    }
+    if let Some(d) = &c.spec.domainname {
+        let name = std::ffi::CString::new(d.as_str()).context("config.json: domainname")?;
+        // SAFETY: setdomainname reads `len` bytes of a valid buffer.
+        if unsafe { libc::setdomainname(name.as_ptr(), d.len()) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("setting the domain name");
+        }
     }
     let mut process = c.spec.process.clone();
     process::resolve_user(&mut process, c.user.as_deref(), &c.group_add, rootless)?;

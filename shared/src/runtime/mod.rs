@@ -9,6 +9,7 @@ pub mod capabilities;
 pub mod cgroup;
 pub mod container;
 pub mod devices;
+pub mod fields;
 pub mod mounts;
 pub mod namespaces;
 pub mod options;
@@ -17,6 +18,7 @@ pub mod pty;
 pub mod sealed_exe;
 pub mod signals;
 pub mod spec;
+pub mod sysctl;
 pub mod user;
 
 pub use container::{Container, Outcome, run};

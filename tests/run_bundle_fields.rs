@@ -1,0 +1,245 @@
+//! Every field of a bundle's config.json is applied or refused by name (issue 11): namespaces
+//! (duplicates, joined by path), mount sources, order and options, sysctl, oomScoreAdj, hooks;
+//! compared with runc where that is cheap.
+
+mod run_common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use run_common::*;
+use serde_json::json;
+
+fn img_run_bundle(bundle: &Path) -> Output {
+    let mut cmd = Command::new(img_run());
+    cmd.arg(bundle);
+    run_timeout(&mut cmd, "", Duration::from_secs(60))
+}
+
+fn runc(env: &Env, bundle: &Path) -> Output {
+    img_e2e::require("runc");
+    let id = format!("img-fields-{}-{}", std::process::id(), bundle.file_name().unwrap().to_string_lossy());
+    let mut cmd = Command::new("runc");
+    cmd.arg("--root").arg(env.store.path().join("runc-state")).args(["run", "--bundle"]).arg(bundle).arg(id);
+    run_timeout(&mut cmd, "", Duration::from_secs(60))
+}
+
+/// img-run fails before the command runs, with one line naming `what`.
+fn assert_refused(out: &Output, what: &str) {
+    let err = img_e2e::stderr(out);
+    assert_eq!(code(out), 125, "stdout {:?} stderr {err:?}", stdout(out));
+    assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+    assert!(err.contains(what), "{err:?} does not name {what}");
+    assert!(stdout(out).is_empty());
+}
+
+#[test]
+fn a_namespace_listed_twice_is_an_error() {
+    let env = Env::new();
+    let bundle = env.umoci_bundle(&["echo", "ran"]);
+    edit_config(&bundle, |c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "uts"}));
+    });
+    assert_refused(&img_run_bundle(&bundle), "lists the uts namespace twice");
+}
+
+#[test]
+fn fields_img_run_does_not_apply_are_refused_by_name() {
+    let env = Env::new();
+    let cases = [
+        ("linux.intelRdt", json!({"closID": "x"})),
+        ("process.ioPriority", json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0})),
+        ("linux.personality", json!({"domain": "LINUX32"})),
+    ];
+    for (field, value) in cases {
+        let bundle = env.umoci_bundle(&["echo", "ran"]);
+        edit_config(&bundle, |c| {
+            let (parent, key) = field.split_once('.').unwrap();
+            c[parent][key] = value.clone();
+        });
+        assert_refused(&img_run_bundle(&bundle), field);
+    }
+    // A mount option img-run does not apply, on a bind (where the kernel would not notice).
+    let bundle = env.umoci_bundle(&["echo", "ran"]);
+    edit_config(&bundle, |c| {
+        let m =
+            json!({"destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]});
+        c["mounts"].as_array_mut().unwrap().push(m);
+    });
+    assert_refused(&img_run_bundle(&bundle), "idmap");
+    // A property the spec does not define is ignored, as the spec requires, with a warning.
+    let bundle = env.umoci_bundle(&["echo", "ran"]);
+    edit_config(&bundle, |c| c["process"]["notAField"] = json!(1));
+    let out = img_run_bundle(&bundle);
+    img_e2e::assert_success(&out, "an undefined property");
+    assert!(img_e2e::stderr(&out).contains("process.notAField"), "{}", img_e2e::stderr(&out));
+}
+
+/// Source and mount point of each mount, in mountinfo's order.
+const MOUNTS: &str = "awk '{for (i = 7; $i != \"-\"; i++); print $(i+2), $5}' /proc/self/mountinfo";
+
+#[test]
+fn mounts_show_their_sources_in_the_listed_order() {
+    let env = Env::new();
+    let vol = tempfile::tempdir().unwrap();
+    let bundle = env.umoci_bundle(&["sh", "-c", MOUNTS]);
+    edit_config(&bundle, |c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        // A bind between /proc and /dev, a tmpfs after it.
+        let at = mounts.iter().position(|m| m["destination"] == "/proc").unwrap() + 1;
+        let bind =
+            json!({"destination": "/data", "type": "bind", "source": vol.path(), "options": ["rbind"]});
+        mounts.insert(at, bind);
+        mounts.push(json!({"destination": "/scratch", "type": "tmpfs", "source": "scratchfs", "options": ["iversion", "loud"]}));
+    });
+    let listed: Vec<String> = {
+        let c: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        c["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let out = img_run_bundle(&bundle);
+    img_e2e::assert_success(&out, "img-run");
+    let text = stdout(&out);
+    let seen: Vec<(&str, &str)> = text
+        .lines()
+        .map(|l| l.split_once(' ').unwrap())
+        .filter(|(_, dest)| listed.iter().any(|d| d == dest))
+        .collect();
+    let order: Vec<&str> = seen.iter().map(|(_, d)| *d).collect();
+    assert_eq!(order, listed, "mountinfo:\n{text}");
+    let source = |dest: &str| seen.iter().find(|(_, d)| *d == dest).unwrap().0;
+    assert_eq!(source("/proc"), "proc", "{text}");
+    assert_eq!(source("/sys"), "sysfs", "{text}");
+    assert_eq!(source("/scratch"), "scratchfs", "{text}");
+    // runc lists the same mounts in the same order with the same sources.
+    let theirs = runc(&env, &bundle);
+    img_e2e::assert_success(&theirs, "runc");
+    let theirs: Vec<String> = stdout(&theirs)
+        .lines()
+        .filter(|l| listed.iter().any(|d| l.ends_with(&format!(" {d}"))) && !l.ends_with(" /sys/fs/cgroup"))
+        .map(str::to_string)
+        .collect();
+    // (runc mounts cgroup v1 hierarchies there, img-run a read-only cgroup2: left out.)
+    let ours: Vec<String> =
+        seen.iter().filter(|(_, d)| *d != "/sys/fs/cgroup").map(|(s, d)| format!("{s} {d}")).collect();
+    assert_eq!(ours, theirs);
+}
+
+#[test]
+fn an_rro_bind_is_read_only_all_the_way_down() {
+    let env = Env::new();
+    // A tree with a writable mount inside it.
+    let vol = tempfile::tempdir().unwrap();
+    let inner = vol.path().join("inner");
+    std::fs::create_dir(&inner).unwrap();
+    img_e2e::peer("mount", &["-t", "tmpfs", "tmpfs", &inner.to_string_lossy()]);
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&inner);
+    let script = "touch /a/x 2>/dev/null && echo top-writable; touch /a/inner/x 2>/dev/null && echo inner-writable; \
+        touch /b/inner/x 2>/dev/null && echo plain-ro-inner-writable; \
+        ln -s /etc/hostname /c/link; cat /c/link >/dev/null 2>&1 || echo nosymfollow; echo done";
+    let bundle = env.umoci_bundle(&["sh", "-c", script]);
+    let dir = vol.path().to_string_lossy().into_owned();
+    let sym = tempfile::tempdir().unwrap();
+    edit_config(&bundle, |c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/a", "type": "bind", "source": dir, "options": ["rbind", "rro"]}));
+        mounts.push(json!({"destination": "/b", "type": "bind", "source": dir, "options": ["rbind", "ro"]}));
+        mounts.push(json!({"destination": "/c", "type": "bind", "source": sym.path(), "options": ["bind", "nosymfollow"]}));
+    });
+    let out = img_run_bundle(&bundle);
+    img_e2e::assert_success(&out, "img-run");
+    // `rro` makes the mount inside read-only too. (img-run makes an `ro` rbind read-only all
+    // the way down as well, as docker's `-v …:ro` does; runc only its top.)
+    assert_eq!(stdout(&out), "nosymfollow\ndone\n");
+    let theirs = runc(&env, &bundle);
+    img_e2e::assert_success(&theirs, "runc");
+    assert_eq!(stdout(&theirs), "plain-ro-inner-writable\nnosymfollow\ndone\n");
+}
+
+#[test]
+fn namespaced_sysctls_are_set_others_refused() {
+    let env = Env::new();
+    let bundle = env.umoci_bundle(&["cat", "/proc/sys/kernel/shmmax"]);
+    edit_config(&bundle, |c| c["linux"]["sysctl"] = json!({"kernel.shmmax": "123456789"}));
+    let out = img_run_bundle(&bundle);
+    img_e2e::assert_success(&out, "img-run");
+    assert_eq!(stdout(&out), "123456789\n");
+    let host = std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
+    assert_ne!(host, "123456789\n");
+    assert_eq!(stdout(&runc(&env, &bundle)), "123456789\n");
+
+    edit_config(&bundle, |c| c["linux"]["sysctl"] = json!({"vm.swappiness": "1"}));
+    assert_refused(&img_run_bundle(&bundle), "vm.swappiness");
+    // An IPC parameter without an IPC namespace of the container's own.
+    edit_config(&bundle, |c| {
+        c["linux"]["sysctl"] = json!({"kernel.shmmax": "1"});
+        c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "ipc");
+    });
+    assert_refused(&img_run_bundle(&bundle), "kernel.shmmax needs a ipc namespace");
+}
+
+#[test]
+fn oom_score_adj_is_applied() {
+    let env = Env::new();
+    let bundle = env.umoci_bundle(&["cat", "/proc/self/oom_score_adj"]);
+    edit_config(&bundle, |c| c["process"]["oomScoreAdj"] = json!(345));
+    let out = img_run_bundle(&bundle);
+    img_e2e::assert_success(&out, "img-run");
+    assert_eq!(stdout(&out), "345\n");
+    assert_eq!(stdout(&runc(&env, &bundle)), "345\n");
+}
+
+#[test]
+fn a_uts_namespace_is_joined_by_path() {
+    img_e2e::require("unshare");
+    let env = Env::new();
+    // A process in a UTS namespace of its own, named by the test.
+    let mut holder = Command::new("unshare")
+        .args(["--uts", "sh", "-c", "hostname joined-by-path && exec sleep 60"])
+        .spawn()
+        .unwrap();
+    let ns = format!("/proc/{}/ns/uts", holder.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // Wait until the holder has named its namespace (and exec'd sleep).
+    while std::fs::read_link(format!("/proc/{}/exe", holder.id()))
+        .map(|p| !p.ends_with("sleep"))
+        .unwrap_or(true)
+    {
+        assert!(std::time::Instant::now() < deadline, "unshare did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bundle = env.umoci_bundle(&["hostname"]);
+    edit_config(&bundle, |c| {
+        let nss = c["linux"]["namespaces"].as_array_mut().unwrap();
+        nss.retain(|n| n["type"] != "uts");
+        nss.push(json!({"type": "uts", "path": ns}));
+        c.as_object_mut().unwrap().remove("hostname");
+    });
+    let out = img_run_bundle(&bundle);
+    let theirs = runc(&env, &bundle);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    img_e2e::assert_success(&out, "img-run");
+    assert_eq!(stdout(&out), "joined-by-path\n");
+    assert_eq!(stdout(&theirs), "joined-by-path\n");
+    // A path that is not a namespace of that type.
+    edit_config(&bundle, |c| {
+        let nss = c["linux"]["namespaces"].as_array_mut().unwrap();
+        nss.retain(|n| n["type"] != "uts");
+        nss.push(json!({"type": "uts", "path": "/proc/self/ns/ipc"}));
+    });
+    let out = img_run_bundle(&bundle);
+    assert_eq!(code(&out), 125, "{}", img_e2e::stderr(&out));
+}
