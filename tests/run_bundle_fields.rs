@@ -28,7 +28,7 @@ fn runc(env: &Env, bundle: &Path) -> Output {
 /// img-run fails before the command runs, with one line naming `what`.
 fn assert_refused(out: &Output, what: &str) {
     let err = img_e2e::stderr(out);
-    assert_eq!(code(out), 125, "stdout {:?} stderr {err:?}", stdout(out));
+    assert_eq!(code(out), 125, "stdout {:?} stderr {err:?} {:?}", stdout(out), out.status);
     assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
     assert!(err.contains(what), "{err:?} does not name {what}");
     assert!(stdout(out).is_empty());
@@ -242,4 +242,210 @@ fn a_uts_namespace_is_joined_by_path() {
     });
     let out = img_run_bundle(&bundle);
     assert_eq!(code(&out), 125, "{}", img_e2e::stderr(&out));
+}
+
+/// A hook that writes its stdin (the state) and its PID namespace to `dir/name`.
+fn recording_hook(dir: &Path, name: &str) -> serde_json::Value {
+    let file = dir.join(name);
+    let script = format!("cat > {0}; echo >> {0}; readlink /proc/self/ns/pid >> {0}", file.display());
+    json!({"path": "/bin/sh", "args": ["sh", "-c", script], "timeout": 10})
+}
+
+/// What a recording hook saw: its state and its PID namespace.
+fn recorded(dir: &Path, name: &str) -> (serde_json::Value, String) {
+    let text =
+        std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("hook {name} did not run: {e}"));
+    let (state, ns) = text.split_once('\n').unwrap();
+    (serde_json::from_str(state).unwrap(), ns.trim().to_string())
+}
+
+#[test]
+fn hooks_run_with_the_state_on_stdin() {
+    let env = Env::new();
+    let bundle = env.umoci_bundle(&["sh", "-c", "echo ran; test -s /hookout/startContainer && echo started"]);
+    let host_pidns = std::fs::read_link("/proc/self/ns/pid").unwrap().to_string_lossy().into_owned();
+    let run = |runtime: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let out_dir = dir.path().to_path_buf();
+        edit_config(&bundle, |c| {
+            let mut hooks = json!({});
+            for name in ["prestart", "createRuntime", "createContainer", "poststart", "poststop"] {
+                hooks[name] = json!([recording_hook(&out_dir, name)]);
+            }
+            // startContainer runs in the container: its path and file are the container's.
+            hooks["startContainer"] = json!([recording_hook(Path::new("/hookout"), "startContainer")]);
+            c["hooks"] = hooks;
+            c["annotations"] = json!({"org.example.key": "value"});
+            let mounts = c["mounts"].as_array_mut().unwrap();
+            mounts.retain(|m| m["destination"] != "/hookout");
+            mounts.push(
+                json!({"destination": "/hookout", "type": "bind", "source": out_dir, "options": ["bind"]}),
+            );
+        });
+        let out = if runtime == "runc" { runc(&env, &bundle) } else { img_run_bundle(&bundle) };
+        img_e2e::assert_success(&out, runtime);
+        assert_eq!(stdout(&out), "ran\nstarted\n", "{runtime}");
+        let mut seen = Vec::new();
+        for name in
+            ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
+        {
+            let (state, ns) = recorded(dir.path(), name);
+            assert_eq!(state["bundle"], json!(bundle), "{runtime} {name}");
+            assert_eq!(state["annotations"]["org.example.key"], "value", "{runtime} {name}");
+            // The runtime's hooks run in the runtime's PID namespace, the container's in its.
+            let runtime_side = !matches!(name, "createContainer" | "startContainer");
+            assert_eq!(ns == host_pidns, runtime_side, "{runtime} {name}");
+            // img-run gives the pid as the host sees it to every hook (runc gives 1, the pid
+            // inside, to the container's).
+            if name == "poststop" {
+                assert!(state.get("pid").is_none(), "{runtime} {name}: {state}");
+            } else if runtime == "img-run" || runtime_side {
+                assert!(state["pid"].as_i64().unwrap_or(0) > 1, "{runtime} {name}: {state}");
+            }
+            seen.push((name, state["status"].as_str().unwrap().to_string(), state["pid"].clone()));
+        }
+        // One container: the same pid everywhere.
+        if runtime == "img-run" {
+            assert!(seen[..5].iter().all(|s| s.2 == seen[0].2), "{runtime}: {seen:?}");
+        }
+        seen.into_iter().map(|(n, status, _)| format!("{n}={status}")).collect::<Vec<_>>()
+    };
+    let ours = run("img-run");
+    let theirs = run("runc");
+    let expected = [
+        "prestart=creating",
+        "createRuntime=creating",
+        "createContainer=creating",
+        "startContainer=created",
+        "poststart=running",
+        "poststop=stopped",
+    ];
+    assert_eq!(ours, expected);
+    // runc 1.1 says `created` to poststart, though the command is running by then.
+    assert_eq!(theirs[..4], expected[..4]);
+    assert_eq!(theirs[5], expected[5]);
+}
+
+#[test]
+fn a_failing_or_slow_hook_stops_the_container() {
+    let env = Env::new();
+    let bundle = env.umoci_bundle(&["echo", "ran"]);
+    edit_config(&bundle, |c| {
+        c["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]});
+    });
+    assert_refused(&img_run_bundle(&bundle), "hooks.createRuntime[0] /bin/sh: failed");
+    edit_config(&bundle, |c| {
+        c["hooks"] = json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    });
+    let start = std::time::Instant::now();
+    assert_refused(&img_run_bundle(&bundle), "hooks.prestart[0] /bin/sleep: timed out after 1 s");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // A poststop hook's failure is a warning: the container's status stands.
+    edit_config(&bundle, |c| {
+        c["hooks"] = json!({"poststop": [{"path": "/bin/false"}]});
+    });
+    let out = img_run_bundle(&bundle);
+    img_e2e::assert_success(&out, "a failing poststop hook");
+    assert!(img_e2e::stderr(&out).contains("hooks.poststop[0] /bin/false"), "{}", img_e2e::stderr(&out));
+}
+
+#[test]
+fn a_user_namespace_with_mappings_as_root() {
+    let env = Env::new();
+    let bundle = env.umoci_bundle(&[
+        "sh",
+        "-c",
+        "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; stat -c %u /bin",
+    ]);
+    // The namespace's root (host uid 100000) must reach the bundle, as under runc.
+    for dir in [env.store.path(), &bundle] {
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    // The rootfs belongs to the namespace's root, as when it is unpacked for a mapped container.
+    img_e2e::peer("chown", &["-R", "100000:200000", &bundle.join("rootfs").to_string_lossy()]);
+    edit_config(&bundle, |c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    });
+    let out = img_run_bundle(&bundle);
+    img_e2e::assert_success(&out, "img-run");
+    let words = |s: String| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    // Root inside, owning the rootfs.
+    let expected = "0 0 0 100000 65536 0 200000 65536 0";
+    assert_eq!(words(stdout(&out)).join(" "), expected);
+    let theirs = runc(&env, &bundle);
+    img_e2e::assert_success(&theirs, "runc");
+    assert_eq!(words(stdout(&theirs)).join(" "), expected);
+    // Without gidMappings: refused by name.
+    edit_config(&bundle, |c| c["linux"].as_object_mut().unwrap().remove("gidMappings").map(|_| ()).unwrap());
+    assert_refused(&img_run_bundle(&bundle), "linux.gidMappings");
+}
+
+/// The propagation tags (`shared`, `master`, `unbindable`) of the mount at `dest`, from
+/// mountinfo's optional fields.
+fn propagation_of(mountinfo: &str, dest: &str) -> Vec<String> {
+    let line = mountinfo.lines().rfind(|l| l.split(' ').nth(4) == Some(dest)).unwrap_or_else(|| {
+        panic!("{dest} is not in mountinfo:\n{mountinfo}");
+    });
+    let fields: Vec<&str> = line.split(' ').collect();
+    let end = fields.iter().position(|f| *f == "-").unwrap();
+    fields[6..end].iter().map(|f| f.split(':').next().unwrap().to_string()).collect()
+}
+
+#[test]
+fn propagation_options_and_root_propagation_are_applied() {
+    let env = Env::new();
+    let vol = tempfile::tempdir().unwrap();
+    let bundle = env.umoci_bundle(&["cat", "/proc/self/mountinfo"]);
+    edit_config(&bundle, |c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        for (dest, prop) in [("/shared", "rshared"), ("/unbindable", "unbindable"), ("/private", "private")] {
+            mounts.push(json!({"destination": dest, "type": "bind", "source": vol.path(), "options": ["rbind", prop]}));
+        }
+        mounts.push(json!({"destination": "/tmpfs-shared", "type": "tmpfs", "source": "tmpfs", "options": ["shared"]}));
+    });
+    let check = |out: &Output, runtime: &str| {
+        img_e2e::assert_success(out, runtime);
+        let text = stdout(out);
+        assert_eq!(propagation_of(&text, "/shared"), ["shared"], "{runtime}: {text}");
+        assert_eq!(propagation_of(&text, "/unbindable"), ["unbindable"], "{runtime}");
+        assert!(propagation_of(&text, "/private").is_empty(), "{runtime}");
+        assert_eq!(propagation_of(&text, "/tmpfs-shared"), ["shared"], "{runtime}");
+    };
+    check(&img_run_bundle(&bundle), "img-run");
+    check(&runc(&env, &bundle), "runc");
+    // rootfsPropagation, applied to / and, as runc does, everything under it.
+    edit_config(&bundle, |c| c["linux"]["rootfsPropagation"] = json!("unbindable"));
+    let out = img_run_bundle(&bundle);
+    img_e2e::assert_success(&out, "img-run");
+    assert_eq!(propagation_of(&stdout(&out), "/"), ["unbindable"]);
+    edit_config(&bundle, |c| c["linux"]["rootfsPropagation"] = json!("sideways"));
+    assert_refused(&img_run_bundle(&bundle), "linux.rootfsPropagation \"sideways\"");
+}
+
+#[test]
+fn what_the_host_cannot_give_is_refused_by_name() {
+    let env = Env::new();
+    let bundle = env.umoci_bundle(&["echo", "ran"]);
+    if !Path::new("/sys/module/apparmor/parameters/enabled").exists() {
+        edit_config(&bundle, |c| c["process"]["apparmorProfile"] = json!("docker-default"));
+        assert_refused(
+            &img_run_bundle(&bundle),
+            "process.apparmorProfile \"docker-default\": AppArmor is not enabled",
+        );
+        edit_config(&bundle, |c| {
+            c["process"].as_object_mut().unwrap().remove("apparmorProfile").map(|_| ()).unwrap()
+        });
+    }
+    edit_config(&bundle, |c| c["linux"]["cgroupsPath"] = json!("/img-test/fields"));
+    assert_refused(&img_run_bundle(&bundle), "linux.cgroupsPath");
+    // A namespace joined by path of a type img-run cannot join.
+    edit_config(&bundle, |c| {
+        c["linux"].as_object_mut().unwrap().remove("cgroupsPath");
+        let nss = c["linux"]["namespaces"].as_array_mut().unwrap();
+        nss.retain(|n| n["type"] != "mount");
+        nss.push(json!({"type": "mount", "path": "/proc/1/ns/mnt"}));
+    });
+    assert_refused(&img_run_bundle(&bundle), "joining an existing mount namespace");
 }

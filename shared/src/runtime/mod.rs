@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod container;
 pub mod devices;
 pub mod fields;
+pub mod hooks;
 pub mod mounts;
 pub mod namespaces;
 pub mod options;

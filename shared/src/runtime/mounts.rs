@@ -592,11 +592,12 @@ fn pivot(root: &Path) -> Result<()> {
 }
 
 /// The old root sits on top of the new one (and of "."), still reachable by the descriptors
-/// opened before pivot_root; cut it loose without propagating to the host.
+/// opened before pivot_root; cut it loose. Every mount was made private first, so nothing
+/// propagates to the host. (A recursive MS_SLAVE on "." here would reach the new root's tree,
+/// not the old root's: "." is not followed into the mount on top of it, and it would undo the
+/// spec's `shared` mounts.)
 fn detach_old_root() -> Result<()> {
     nix::unistd::chdir("/").context("entering the new root")?;
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .context("making the old root a slave")?;
     umount2(".", MntFlags::MNT_DETACH).context("detaching the old root")?;
     nix::unistd::chdir("/").context("entering the new root")?;
     Ok(())

@@ -7,7 +7,7 @@ use std::os::fd::OwnedFd;
 use anyhow::{Context, Result, bail};
 use nix::sched::CloneFlags;
 
-use super::spec::Spec;
+use super::spec::{IdMapping, Spec};
 
 /// The clone flag of a namespace type as config.json names it.
 fn flag(kind: &str) -> Result<CloneFlags> {
@@ -89,6 +89,50 @@ pub fn enter_rootless_userns() -> Result<()> {
     std::fs::write("/proc/self/setgroups", "deny").context("writing /proc/self/setgroups")?;
     std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")).context("writing /proc/self/uid_map")?;
     std::fs::write("/proc/self/gid_map", format!("0 {gid} 1")).context("writing /proc/self/gid_map")?;
+    Ok(())
+}
+
+/// As root: enters a new user namespace with the spec's id mappings, written from outside it
+/// by a helper forked first (a process inside may only map its own id), and becomes its root.
+/// Must run while the process has a single thread.
+pub fn enter_mapped_userns(uids: &[IdMapping], gids: &[IdMapping]) -> Result<()> {
+    let map = |m: &[IdMapping]| -> String {
+        m.iter().map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size)).collect()
+    };
+    let (uid_map, gid_map) = (map(uids), map(gids));
+    let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+    let parent = std::process::id();
+    // SAFETY: single-threaded; the helper only writes two files and _exits.
+    match unsafe { nix::unistd::fork() }.context("fork")? {
+        nix::unistd::ForkResult::Child => {
+            drop(go_write);
+            let mut byte = [0u8; 1];
+            let ready = nix::unistd::read(&go_read, &mut byte).is_ok_and(|n| n == 1);
+            let ok = ready
+                && std::fs::write(format!("/proc/{parent}/uid_map"), &uid_map).is_ok()
+                && std::fs::write(format!("/proc/{parent}/gid_map"), &gid_map).is_ok();
+            // SAFETY: leave without running the parent's destructors.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(go_read);
+            let made = nix::sched::unshare(CloneFlags::CLONE_NEWUSER).context("creating a user namespace");
+            if made.is_ok() {
+                let _ = nix::unistd::write(&go_write, b"1");
+            }
+            drop(go_write);
+            let status = nix::sys::wait::waitpid(child, None).context("waiting for the id mapper")?;
+            made?;
+            if !matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)) {
+                bail!(
+                    "config.json: writing the user namespace's uidMappings/gidMappings failed (overlapping or invalid ranges?)"
+                );
+            }
+        }
+    }
+    // Root of the namespace, so that what img-run creates (mount points) is owned by a mapped id.
+    nix::unistd::setresgid(0.into(), 0.into(), 0.into()).context("setgid(0) in the user namespace")?;
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into()).context("setuid(0) in the user namespace")?;
     Ok(())
 }
 

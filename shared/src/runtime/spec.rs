@@ -51,6 +51,8 @@ pub struct Spec {
     pub domainname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<Hooks>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// `hooks`: programs run at points of the container's life, with its state on stdin.
@@ -367,6 +369,7 @@ impl Spec {
             hostname: None,
             domainname: None,
             hooks: None,
+            annotations: Default::default(),
             mounts: vec![
                 Mount::new("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
                 Mount::new("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
