@@ -73,7 +73,8 @@ fn fields_img_run_does_not_apply_are_refused_by_name() {
     edit_config(&bundle, |c| c["process"]["notAField"] = json!(1));
     let out = img_run_bundle(&bundle);
     img_e2e::assert_success(&out, "an undefined property");
-    assert!(img_e2e::stderr(&out).contains("process.notAField"), "{}", img_e2e::stderr(&out));
+    let err = img_e2e::stderr(&out);
+    assert!(err.contains("process.notAField") && err.lines().count() == 1, "{err}");
 }
 
 /// Source and mount point of each mount, in mountinfo's order.
@@ -438,14 +439,53 @@ fn what_the_host_cannot_give_is_refused_by_name() {
             c["process"].as_object_mut().unwrap().remove("apparmorProfile").map(|_| ()).unwrap()
         });
     }
-    edit_config(&bundle, |c| c["linux"]["cgroupsPath"] = json!("/img-test/fields"));
-    assert_refused(&img_run_bundle(&bundle), "linux.cgroupsPath");
     // A namespace joined by path of a type img-run cannot join.
     edit_config(&bundle, |c| {
-        c["linux"].as_object_mut().unwrap().remove("cgroupsPath");
         let nss = c["linux"]["namespaces"].as_array_mut().unwrap();
         nss.retain(|n| n["type"] != "mount");
         nss.push(json!({"type": "mount", "path": "/proc/1/ns/mnt"}));
     });
     assert_refused(&img_run_bundle(&bundle), "joining an existing mount namespace");
+}
+
+#[test]
+fn cgroups_path_places_the_container() {
+    let env = Env::new();
+    let bundle =
+        env.umoci_bundle(&["sh", "-c", "grep -E ':(pids|memory):' /proc/self/cgroup | cut -d: -f2-"]);
+    let path = format!("/img-test-fields-{}/c", std::process::id());
+    let top = format!("img-test-fields-{}", std::process::id());
+    edit_config(&bundle, |c| {
+        c["linux"]["cgroupsPath"] = json!(path);
+        c["linux"]["resources"] = json!({"pids": {"limit": 50}});
+    });
+    let expected = format!("memory:{path}\npids:{path}\n");
+    let out = img_run_bundle(&bundle);
+    img_e2e::assert_success(&out, "img-run");
+    let text = stdout(&out);
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    assert_eq!(lines.join("\n") + "\n", expected);
+    // What img-run made, it removed.
+    let left: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" - cgroup"))
+        .map(|l| format!("{}/{top}", l.split(' ').nth(4).unwrap()))
+        .filter(|d| Path::new(d).exists())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let theirs = runc(&env, &bundle);
+    img_e2e::assert_success(&theirs, "runc");
+    let mut lines: Vec<String> = stdout(&theirs).lines().map(str::to_string).collect();
+    lines.sort();
+    assert_eq!(lines.join("\n") + "\n", expected);
+    // runc leaves the parent it made; not ours to keep.
+    for l in
+        std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(" - cgroup"))
+    {
+        let dir = Path::new(l.split(' ').nth(4).unwrap()).join(&top);
+        let _ = std::fs::remove_dir(dir.join("c"));
+        let _ = std::fs::remove_dir(dir);
+    }
 }

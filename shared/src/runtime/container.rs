@@ -80,7 +80,10 @@ pub fn run(c: &Container) -> Result<Outcome> {
         }
         bail!("resource limits need root: cgroups are not delegated to this user");
     }
-    let mut cgroup = Cgroup::create(&c.id, c.spec.linux.resources.as_ref())?;
+    let mut cgroup = match c.spec.linux.cgroups_path.as_deref().filter(|p| !p.is_empty()) {
+        Some(path) => Some(Cgroup::create_at(path, c.spec.linux.resources.as_ref())?),
+        None => Cgroup::create(&c.id, c.spec.linux.resources.as_ref())?,
+    };
     if rootless {
         namespaces::enter_rootless_userns()?;
     }
@@ -296,8 +299,8 @@ fn check_fields(spec: &Spec, userns: bool) -> Result<()> {
     if let Some(p) = &spec.linux.rootfs_propagation {
         mounts::root_propagation(p)?;
     }
-    if spec.linux.cgroups_path.as_deref().is_some_and(|p| !p.is_empty()) {
-        bail!("config.json: linux.cgroupsPath is not supported by img-run");
+    if userns && spec.linux.cgroups_path.as_deref().is_some_and(|p| !p.is_empty()) {
+        bail!("config.json: linux.cgroupsPath needs root outside a user namespace (nothing is delegated)");
     }
     hooks::check(spec)?;
     if let Some(h) = &spec.hooks

@@ -160,10 +160,11 @@ fn classify(path: &str) -> Field {
     }
 }
 
-/// Whether a refused field is set to something (runc's own `spec` writes some as empty).
+/// Whether a refused field is set to something (runc's own `spec` writes some as empty; a
+/// `false` such as `disableOOMKiller: false` asks for nothing either).
 fn is_set(v: &Value) -> bool {
     match v {
-        Value::Null => false,
+        Value::Null | Value::Bool(false) => false,
         Value::String(s) => !s.is_empty(),
         Value::Array(a) => !a.is_empty(),
         Value::Object(o) => !o.is_empty(),
@@ -220,6 +221,8 @@ mod tests {
             "linux": {"seccomp": {"anything": 1}, "resources": {"devices": [{"allow": false}]},
                 "sysctl": {"kernel.shmmax": "1"}}, "annotations": {"a": "b"}});
         assert!(check(&ok).unwrap().is_empty());
+        let unset = json!({"linux": {"resources": {"memory": {"disableOOMKiller": false}, "blockIO": {}}}});
+        assert!(check(&unset).unwrap().is_empty());
         let bad = json!({"linux": {"resources": {"cpu": {"cpus": "0-1"}}}});
         let e = check(&bad).unwrap_err().to_string();
         assert_eq!(e, "config.json: linux.resources.cpu.cpus is not supported by img-run");
