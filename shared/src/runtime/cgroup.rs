@@ -18,6 +18,8 @@ use super::spec::Resources;
 #[derive(Debug)]
 pub struct Cgroup {
     dirs: Vec<PathBuf>,
+    /// Parents made for `linux.cgroupsPath`, removed after `dirs`.
+    parents: Vec<PathBuf>,
 }
 
 /// One mounted cgroup hierarchy: where, which version, which controllers.
@@ -171,7 +173,7 @@ impl Cgroup {
         let v2 = all.iter().find(|h| {
             h.v2 && !wanted.is_empty() && wanted.iter().all(|c| h.controllers.iter().any(|x| x == c))
         });
-        let mut cg = Cgroup { dirs: Vec::new() };
+        let mut cg = Cgroup { dirs: Vec::new(), parents: Vec::new() };
         let result = match v2 {
             Some(h) => cg.create_v2(h, id, r, &wanted).and_then(|dir| match devices.is_empty() {
                 true => Ok(()),
@@ -266,6 +268,126 @@ impl Cgroup {
         Ok(())
     }
 
+    /// A bundle's `linux.cgroupsPath`: the container's cgroup at that path in every hierarchy
+    /// (v2 when it has the controllers the limits need, else each v1 one), as runc's cgroupfs
+    /// driver places it: an absolute path from the hierarchy's root as mounted here, a relative
+    /// one under img-run's own cgroup. Made if missing (what was made is removed afterwards)
+    /// and joined even without limits.
+    pub fn create_at(path: &str, resources: Option<&Resources>, devices: &[Rule]) -> Result<Cgroup> {
+        let devices = if device_rules::allows_everything(devices) { &[][..] } else { devices };
+        let rel = Path::new(path);
+        if rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            bail!("config.json: linux.cgroupsPath {path:?} contains \"..\"");
+        }
+        let r = resources.cloned().unwrap_or_default();
+        let mut wanted: Vec<&str> = settings(&r, false).iter().map(|s| s.0).collect();
+        wanted.dedup();
+        let all = hierarchies()?;
+        let under = |h: &Hierarchy, own: String| -> PathBuf {
+            let base = if rel.is_absolute() {
+                String::new()
+            } else {
+                own.strip_prefix(h.root.as_str()).unwrap_or(&own).trim_start_matches('/').to_string()
+            };
+            h.mount.join(base).join(path.trim_start_matches('/'))
+        };
+        let mut cg = Cgroup { dirs: Vec::new(), parents: Vec::new() };
+        let v2 = all.iter().find(|h| h.v2 && wanted.iter().all(|c| h.controllers.iter().any(|x| x == c)));
+        // Without limits, every hierarchy img-run is in, as runc: v1 ones when there are any.
+        let use_v2 = v2.filter(|_| !wanted.is_empty() || !all.iter().any(|h| !h.v2));
+        let result = (|| -> Result<()> {
+            match use_v2 {
+                Some(h) => {
+                    let dir = under(h, own_path(None));
+                    cg.make_all(&h.mount, &dir, &wanted)?;
+                    for (_, file, value) in settings(&r, true) {
+                        write(&dir, file, &value)?;
+                    }
+                    if !devices.is_empty() {
+                        cgroup_bpf::apply(&dir, devices)?;
+                    }
+                }
+                None => {
+                    for h in all.iter().filter(|h| !h.v2) {
+                        let Some(c) = h.controllers.iter().find(|c| is_v1_controller(c)) else { continue };
+                        let dir = under(h, own_path(Some(c)));
+                        cg.make_all(&h.mount, &dir, &[])?;
+                        for (controller, file, value) in settings(&r, false) {
+                            if h.controllers.iter().any(|x| x == controller) {
+                                write(&dir, file, &value)?;
+                            }
+                        }
+                        if !devices.is_empty() && h.controllers.iter().any(|x| x == "devices") {
+                            // As runc: deny everything first, then the rules in order.
+                            for (file, line) in device_rules::v1_writes(devices)? {
+                                write(&dir, file, &line)?;
+                            }
+                        }
+                    }
+                    if !devices.is_empty()
+                        && !all.iter().any(|h| !h.v2 && h.controllers.iter().any(|x| x == "devices"))
+                    {
+                        bail!(
+                            "device rules with linux.cgroupsPath need the cgroup v1 devices controller here"
+                        );
+                    }
+                    if let Some(c) = wanted
+                        .iter()
+                        .find(|c| !all.iter().any(|h| !h.v2 && h.controllers.iter().any(|x| x == *c)))
+                    {
+                        bail!(
+                            "cgroup: the {c} controller is not available (neither cgroup v2 nor v1 has it)"
+                        );
+                    }
+                }
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(cg),
+            Err(e) => {
+                cg.remove();
+                Err(e).context("config.json: linux.cgroupsPath")
+            }
+        }
+    }
+
+    /// Makes `dir` and its missing parents below `mount`, noting each one made (to remove);
+    /// on v2, enables `controllers` on the way down.
+    fn make_all(&mut self, mount: &Path, dir: &Path, controllers: &[&str]) -> Result<()> {
+        let enable: String = controllers.iter().map(|c| format!("+{c} ")).collect();
+        let mut cur = mount.to_path_buf();
+        let rel = dir.strip_prefix(mount).unwrap_or(dir).to_path_buf();
+        for part in rel.components() {
+            if !enable.is_empty() {
+                write(&cur, "cgroup.subtree_control", enable.trim())?;
+            }
+            let parent = cur.clone();
+            cur.push(part);
+            let leaf = cur == dir;
+            match std::fs::create_dir(&cur) {
+                Ok(()) if leaf => self.dirs.push(cur.clone()),
+                Ok(()) => self.parents.push(cur.clone()),
+                // The container's own cgroup is removed afterwards, killing what is in it: one
+                // that already exists is someone else's.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && leaf => {
+                    bail!("the cgroup {} already exists", cur.display())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e).with_context(|| format!("cgroup: creating {}", cur.display())),
+            }
+            // A new v1 cpuset starts with no CPUs and no memory nodes: nothing could join it.
+            // As runc: the parent's.
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                if std::fs::read_to_string(cur.join(f)).is_ok_and(|v| v.trim().is_empty()) {
+                    let from = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+                    write(&cur, f, from.trim())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Removes the cgroups [`Cgroup::create`] made for container `id` that an img-run killed
     /// before it could clean up left behind. Only empty ones: processes in a cgroup of that
     /// name belong to a live container (of another store, say), which is not ours to kill.
@@ -287,6 +409,19 @@ impl Cgroup {
                 let _ = std::fs::remove_dir(d);
             }
         }
+    }
+
+    /// Lets `uid`/`gid` (the host ids a container's root maps to, when img-run as root enters
+    /// the spec's user namespace before forking the child) move processes into the container's
+    /// cgroups: only `cgroup.procs` changes owner, as a delegation would, so the container's
+    /// root can join but never rewrite its limits or device rules.
+    pub fn let_join(&self, uid: u32, gid: u32) -> Result<()> {
+        for dir in &self.dirs {
+            let procs = dir.join("cgroup.procs");
+            std::os::unix::fs::chown(&procs, Some(uid), Some(gid))
+                .with_context(|| format!("cgroup: chown {}", procs.display()))?;
+        }
+        Ok(())
     }
 
     /// Moves the calling process into the container's cgroups (the child does this itself
@@ -320,6 +455,9 @@ impl Cgroup {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+        for dir in self.parents.drain(..).rev() {
+            let _ = std::fs::remove_dir(&dir);
+        }
     }
 }
 
@@ -351,7 +489,7 @@ mod tests {
             cpu: Some(Cpu { quota: Some(150_000), period: Some(100_000), shares: Some(1024) }),
             devices: Vec::new(),
         };
-        let mut cg = Cgroup { dirs: Vec::new() };
+        let mut cg = Cgroup { dirs: Vec::new(), parents: Vec::new() };
         cg.create_v2(&h, "c1", &r, &["memory", "pids", "cpu"]).unwrap();
         let read = |p: &str| std::fs::read_to_string(tree.path().join(p)).unwrap();
         assert_eq!(read("cgroup.subtree_control"), "+memory +pids +cpu");

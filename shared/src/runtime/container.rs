@@ -15,6 +15,7 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::{ForkResult, Pid, fork};
 
 use super::cgroup::Cgroup;
+use super::hooks;
 use super::mounts::{self, Rootfs};
 use super::namespaces;
 use super::process::{self, Failure};
@@ -60,16 +61,23 @@ pub fn run(c: &Container) -> Result<Outcome> {
     if c.spec.hostname.is_some() && !c.spec.has_namespace("uts") {
         bail!("a hostname needs a private UTS namespace");
     }
-    if c.spec.has_namespace("user") || !c.spec.linux.uid_mappings.is_empty() {
+    let wants_userns = c.spec.has_namespace("user") || !c.spec.linux.uid_mappings.is_empty();
+    // As root, a user namespace of the spec's mappings (img-run enters it, as rootless).
+    let mapped = wants_userns && !rootless;
+    check_fields(&c.spec, rootless || mapped)?;
+    if wants_userns {
         check_user_mappings(&c.spec, rootless)?;
     }
-    if rootless
+    if (rootless || mapped)
         && c.spec
             .linux
             .resources
             .as_ref()
             .is_some_and(|r| r.memory.is_some() || r.pids.is_some() || r.cpu.is_some())
     {
+        if mapped {
+            bail!("config.json: linux.resources with a user namespace is not supported by img-run");
+        }
         bail!("resource limits need root: cgroups are not delegated to this user");
     }
     // Device rules (checked in any case) need a cgroup of our own, which a rootless run
@@ -80,12 +88,50 @@ pub fn run(c: &Container) -> Result<Outcome> {
     if rootless {
         device_rules.clear();
     }
-    let mut cgroup = Cgroup::create(&c.id, resources, &device_rules)?;
+    let mut cgroup = match c.spec.linux.cgroups_path.as_deref().filter(|p| !p.is_empty()) {
+        Some(path) => Some(Cgroup::create_at(path, resources, &device_rules)?),
+        None => Cgroup::create(&c.id, resources, &device_rules)?,
+    };
     if rootless {
         namespaces::enter_rootless_userns()?;
     }
+    if mapped {
+        // The child joins the cgroup from inside the user namespace, as the mapped root.
+        if let Some(cg) = &cgroup {
+            let host = |m: &[super::spec::IdMapping]| {
+                m.iter().find(|m| m.container_id == 0).map(|m| m.host_id).unwrap_or(0)
+            };
+            cg.let_join(host(&c.spec.linux.uid_mappings), host(&c.spec.linux.gid_mappings))?;
+        }
+        namespaces::enter_mapped_userns(&c.spec.linux.uid_mappings, &c.spec.linux.gid_mappings)?;
+    }
+    let hooks = c.spec.hooks.clone().unwrap_or_default();
+    let runtime_hooks = !(hooks.prestart.is_empty()
+        && hooks.create_runtime.is_empty()
+        && hooks.poststart.is_empty()
+        && hooks.poststop.is_empty());
+    // img-run's own PID namespace, for the hooks it runs once the container is forked.
+    let own_pidns = if runtime_hooks && !rootless {
+        Some(std::fs::File::open("/proc/self/ns/pid").context("opening /proc/self/ns/pid")?)
+    } else {
+        None
+    };
+    // The child stops for the createRuntime and prestart hooks, and learns its pid from us.
+    let sync = if c.spec.hooks.is_some() {
+        Some(
+            socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+                .context("socketpair")?,
+        )
+    } else {
+        None
+    };
     if c.spec.has_namespace("pid") {
-        nix::sched::unshare(CloneFlags::CLONE_NEWPID).context("creating a PID namespace")?;
+        let join = namespaces::open_joins(&c.spec, |k| k == "pid")?;
+        if join.is_empty() {
+            nix::sched::unshare(CloneFlags::CLONE_NEWPID).context("creating a PID namespace")?;
+        } else {
+            namespaces::join(join)?;
+        }
     }
     let devnull = std::fs::File::open("/dev/null").context("opening /dev/null")?;
     let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
@@ -108,9 +154,11 @@ pub fn run(c: &Container) -> Result<Outcome> {
             let setup = ChildSetup {
                 flags,
                 rootless,
+                userns: rootless || mapped,
                 old_mask: &old_mask,
                 devnull: &devnull,
                 pty_sock: pty_socks.as_ref().map(|p| &p.1),
+                sync: sync.as_ref().map(|p| &p.1),
                 cgroup: cgroup.as_ref(),
                 winsize: if c.tty { pty::winsize(std::io::stdin().as_fd()) } else { None },
             };
@@ -123,6 +171,26 @@ pub fn run(c: &Container) -> Result<Outcome> {
     };
     drop(err_write);
     drop(devnull);
+    if let Some(ns) = &own_pidns {
+        // Hooks are the runtime's: not in the container's PID namespace.
+        nix::sched::setns(ns, CloneFlags::CLONE_NEWPID).context("returning to img-run's PID namespace")?;
+    }
+    // As the spec says (and runc does): a pid while the container has one, none once stopped.
+    let state = |status: &str| {
+        let pid = (status != "stopped").then_some(child.as_raw());
+        hooks::state(&c.spec, &c.id, status, pid, &c.bundle)
+    };
+    if let Some((ours, theirs)) = sync {
+        drop(theirs);
+        if let Err(e) = sync_hooks(ours, &hooks, &state("creating"), child) {
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(child, None);
+            if let Some(cg) = cgroup.as_mut() {
+                cg.remove();
+            }
+            return Ok(Outcome::Failed(Failure::runtime(e)));
+        }
+    }
     let master = match pty_socks {
         Some((ours, theirs)) => {
             drop(theirs);
@@ -140,6 +208,7 @@ pub fn run(c: &Container) -> Result<Outcome> {
         return Ok(Outcome::Failed(parse_report(&message)));
     }
 
+    hooks::run_warn("poststart", &hooks.poststart, &state("running"));
     let raw = if master.is_some() { pty::RawMode::enter() } else { None };
     let mut relay = master.map(|m| pty::Relay::new(m, c.interactive));
     if let Some(r) = &relay {
@@ -151,7 +220,35 @@ pub fn run(c: &Container) -> Result<Outcome> {
     }
     drop(raw);
     drop(cgroup);
+    hooks::run_warn("poststop", &hooks.poststop, &state("stopped"));
     Ok(Outcome::Exited(code?))
+}
+
+/// The parent's side of the hooks' stop: when the child has made its namespaces, run
+/// createRuntime and prestart, then tell it its pid (seen from here) to go on.
+fn sync_hooks(sock: OwnedFd, h: &super::spec::Hooks, state: &str, child: Pid) -> Result<()> {
+    let mut sock = std::os::unix::net::UnixStream::from(sock);
+    let mut byte = [0u8; 1];
+    // EOF: the child failed before its namespaces were made; its report says why.
+    if sock.read(&mut byte).context("waiting for the container's namespaces")? == 0 {
+        return Ok(());
+    }
+    // As runc: prestart (deprecated) first, then createRuntime.
+    hooks::run("prestart", &h.prestart, state)?;
+    hooks::run("createRuntime", &h.create_runtime, state)?;
+    writeln!(sock, "{}", child.as_raw()).context("resuming the container")?;
+    Ok(())
+}
+
+/// The child's side: stop until the parent's hooks ran; its pid as the parent sees it.
+fn wait_for_hooks(sock: &OwnedFd) -> Result<i32> {
+    let mut sock = std::os::unix::net::UnixStream::from(sock.try_clone().context("dup")?);
+    sock.write_all(b"1").context("telling img-run the namespaces are made")?;
+    // One line: the child holds a copy of img-run's end too, so no EOF comes.
+    let mut reply = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(sock), &mut reply)
+        .context("waiting for img-run's hooks")?;
+    reply.trim().parse().context("img-run's hooks failed")
 }
 
 /// Waits for the container, forwarding signals and relaying its pty.
@@ -207,14 +304,86 @@ fn supervise(child: Pid, sfd: &mut SignalFd, mut relay: Option<&mut pty::Relay>)
     }
 }
 
+/// The fields of config.json that are applied here or further on, checked before anything
+/// is made; those img-run does not apply are refused by name.
+fn check_fields(spec: &Spec, userns: bool) -> Result<()> {
+    if spec.domainname.is_some() && !spec.has_namespace("uts") {
+        bail!("config.json: domainname needs a private UTS namespace");
+    }
+    super::sysctl::check(spec)?;
+    if let Some(p) = &spec.linux.rootfs_propagation {
+        mounts::root_propagation(p)?;
+    }
+    if userns && spec.linux.cgroups_path.as_deref().is_some_and(|p| !p.is_empty()) {
+        bail!("config.json: linux.cgroupsPath needs root outside a user namespace (nothing is delegated)");
+    }
+    hooks::check(spec)?;
+    if let Some(h) = &spec.hooks
+        && userns
+    {
+        // In a user namespace (rootless, or the spec's), img-run lives in the container's user
+        // and PID namespaces: it cannot run a hook in the runtime's.
+        let runtime_side = ["prestart", "createRuntime", "poststart", "poststop"];
+        if let Some((name, _)) =
+            hooks::lists(h).iter().find(|(n, l)| runtime_side.contains(n) && !l.is_empty())
+        {
+            bail!(
+                "config.json: hooks.{name}: not supported with a user namespace or rootless (they run in the runtime's namespaces)"
+            );
+        }
+    }
+    if let Some(oom) = spec.process.oom_score_adj
+        && !(-1000..=1000).contains(&oom)
+    {
+        bail!("config.json: process.oomScoreAdj {oom} is out of range (-1000 to 1000)");
+    }
+    if let Some(profile) = spec.process.apparmor_profile.as_deref().filter(|p| !p.is_empty()) {
+        let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").unwrap_or_default();
+        if enabled.trim() != "Y" {
+            bail!("config.json: process.apparmorProfile {profile:?}: AppArmor is not enabled on this host");
+        }
+    }
+    Ok(())
+}
+
+/// What the container side does with the process's own settings while /proc is the host's:
+/// its OOM score adjustment and AppArmor profile (taking effect at exec).
+fn apply_process_attrs(spec: &Spec) -> Result<()> {
+    if let Some(oom) = spec.process.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", oom.to_string())
+            .context("config.json: process.oomScoreAdj: writing /proc/self/oom_score_adj")?;
+    }
+    if let Some(profile) = spec.process.apparmor_profile.as_deref().filter(|p| !p.is_empty()) {
+        let attr = if std::path::Path::new("/proc/self/attr/apparmor/exec").exists() {
+            "/proc/self/attr/apparmor/exec"
+        } else {
+            "/proc/self/attr/exec"
+        };
+        std::fs::write(attr, format!("exec {profile}"))
+            .with_context(|| format!("config.json: process.apparmorProfile: setting {profile:?}"))?;
+    }
+    Ok(())
+}
+
 /// A spec may ask for a user namespace. Rootless, img-run always makes one mapping the
-/// invoking user to root, so the spec's mappings must say the same; as root, mapping ranges of
-/// host ids is not supported (and is not silently skipped).
+/// invoking user to root, so the spec's mappings must say the same; as root, it makes one with
+/// the spec's mappings, which must then be given (for users and groups) and map root.
 fn check_user_mappings(spec: &Spec, rootless: bool) -> Result<()> {
     if !rootless {
-        bail!(
-            "config.json asks for a user namespace: not supported when running as root (run as the user instead)"
-        );
+        let (u, g) = (&spec.linux.uid_mappings, &spec.linux.gid_mappings);
+        if !spec.has_namespace("user") {
+            bail!("config.json: linux.uidMappings needs a user namespace in linux.namespaces");
+        }
+        if u.is_empty() || g.is_empty() {
+            bail!(
+                "config.json: a user namespace needs linux.uidMappings and linux.gidMappings when run as root"
+            );
+        }
+        let maps_root = |m: &[super::spec::IdMapping]| m.iter().any(|m| m.container_id == 0 && m.size > 0);
+        if !maps_root(u) || !maps_root(g) {
+            bail!("config.json: the user namespace's mappings must map root (container id 0)");
+        }
+        return Ok(());
     }
     let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
     let only_self = |maps: &[super::spec::IdMapping], id: u32| {
@@ -270,9 +439,13 @@ fn child_main(c: &Container, setup: &ChildSetup, err_pipe: &OwnedFd) -> Failure 
 struct ChildSetup<'a> {
     flags: CloneFlags,
     rootless: bool,
+    /// In a user namespace (rootless, or the spec's): no mknod, host devices are bound.
+    userns: bool,
     old_mask: &'a nix::sys::signal::SigSet,
     devnull: &'a std::fs::File,
     pty_sock: Option<&'a OwnedFd>,
+    /// To stop for the runtime's hooks (when config.json has hooks).
+    sync: Option<&'a OwnedFd>,
     cgroup: Option<&'a Cgroup>,
     winsize: Option<libc::winsize>,
 }
@@ -286,14 +459,33 @@ fn prepare(c: &Container, s: &ChildSetup) -> Result<super::spec::Process> {
     if let Some(cg) = s.cgroup {
         cg.join_self()?;
     }
+    // As runc: the namespaces given by path are joined first, then the others made.
+    namespaces::join(namespaces::open_joins(&c.spec, |k| k != "pid")?)?;
     nix::sched::unshare(flags).context("creating namespaces")?;
     if flags.contains(CloneFlags::CLONE_NEWNET) {
         namespaces::loopback_up()?;
     }
-    let cx = mounts::Isolation { userns: rootless, netns: flags.contains(CloneFlags::CLONE_NEWNET) };
+    super::sysctl::apply(&c.spec)?;
+    apply_process_attrs(&c.spec)?;
+    let hooks = c.spec.hooks.clone().unwrap_or_default();
+    let mut state = String::new();
+    if let Some(sock) = s.sync {
+        let pid = wait_for_hooks(sock)?;
+        let creating = hooks::state(&c.spec, &c.id, "creating", Some(pid), &c.bundle);
+        hooks::run("createContainer", &hooks.create_container, &creating)?;
+        state = hooks::state(&c.spec, &c.id, "created", Some(pid), &c.bundle);
+    }
+    let cx = mounts::Isolation { userns: s.userns, netns: c.spec.has_namespace("network") };
     mounts::setup(&c.spec, &c.rootfs, &c.bundle, cx)?;
     if let Some(h) = &c.spec.hostname {
         nix::unistd::sethostname(h).context("setting the hostname")?;
+    }
+    if let Some(d) = &c.spec.domainname {
+        let name = std::ffi::CString::new(d.as_str()).context("config.json: domainname")?;
+        // SAFETY: setdomainname reads `len` bytes of a valid buffer.
+        if unsafe { libc::setdomainname(name.as_ptr(), d.len()) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("setting the domain name");
+        }
     }
     let mut process = c.spec.process.clone();
     process::resolve_user(&mut process, c.user.as_deref(), &c.group_add, rootless)?;
@@ -317,6 +509,9 @@ fn prepare(c: &Container, s: &ChildSetup) -> Result<super::spec::Process> {
     }
     if c.spec.root.readonly {
         mounts::readonly_root()?;
+    }
+    if !hooks.start_container.is_empty() {
+        hooks::run("startContainer", &hooks.start_container, &state)?;
     }
     Ok(process)
 }

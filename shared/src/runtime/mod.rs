@@ -12,6 +12,8 @@ pub mod cgroup_bpf;
 pub mod container;
 pub mod device_rules;
 pub mod devices;
+pub mod fields;
+pub mod hooks;
 pub mod mounts;
 pub mod namespaces;
 pub mod options;
@@ -20,6 +22,7 @@ pub mod pty;
 pub mod sealed_exe;
 pub mod signals;
 pub mod spec;
+pub mod sysctl;
 pub mod user;
 
 pub use container::{Container, Outcome, run};

@@ -1,10 +1,14 @@
 //! The container's filesystem: private propagation, the rootfs bind (or overlay), bind
-//! sources opened as detached mounts before pivot_root, then pivot_root (not chroot), the
-//! spec's mounts, /dev with the standard nodes, masked and read-only paths, a read-only root.
+//! sources opened (`O_PATH`) before pivot_root, then pivot_root (not chroot), the spec's
+//! mounts in the order listed, /dev with the standard nodes, the old root detached, masked and
+//! read-only paths, the root's propagation, a read-only root.
 //!
 //! Everything after pivot_root resolves paths inside the new root, so a symlink in the image
 //! cannot send a mount outside it; host paths (bind sources, device nodes) are only ever
-//! reached through mounts cloned before pivot_root with `open_tree`.
+//! reached through descriptors opened before pivot_root. The old root stays stacked under
+//! the new one until the spec's mounts are made, so each is created (cloned with `open_tree`,
+//! or made by `fsmount`) when its turn comes: mountinfo lists mounts by creation, and the spec
+//! wants them in the order config.json lists them.
 
 use std::ffi::CString;
 use std::fs;
@@ -25,6 +29,12 @@ const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
 const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(256);
 
 #[repr(C)]
 struct MountAttr {
@@ -38,26 +48,46 @@ fn cstr(p: &Path) -> Result<CString> {
     CString::new(p.as_os_str().as_encoded_bytes()).context("a path with a NUL byte")
 }
 
-/// A detached copy of the mount tree at `path` (recursive if asked).
-fn open_tree(path: &Path, recursive: bool) -> Result<OwnedFd> {
-    let c = cstr(path)?;
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | if recursive { AT_RECURSIVE } else { 0 };
-    // SAFETY: open_tree with a valid C string; the returned fd is owned by us.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
-    if fd < 0 {
+/// A detached copy of the mount tree at a descriptor opened earlier (`O_PATH`); its mount
+/// must still be in this mount namespace.
+fn clone_at(fd: &OwnedFd, shown: &Path, recursive: bool) -> Result<OwnedFd> {
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | libc::AT_EMPTY_PATH as libc::c_uint
+        | if recursive { AT_RECURSIVE } else { 0 };
+    // SAFETY: open_tree on a descriptor we own with an empty C string; we own the result.
+    let new = unsafe { libc::syscall(libc::SYS_open_tree, fd.as_raw_fd(), c"".as_ptr(), flags) };
+    if new < 0 {
         return Err(io::Error::last_os_error())
-            .with_context(|| format!("cloning the mount at {}", path.display()));
+            .with_context(|| format!("cloning the mount at {}", shown.display()));
     }
     // SAFETY: the kernel just gave us this descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    Ok(unsafe { OwnedFd::from_raw_fd(new as i32) })
+}
+
+/// Opens a host path (following its symlinks on the host) to clone it later.
+fn open_path(path: &Path) -> Result<OwnedFd> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    Ok(file.into())
 }
 
 /// Sets mount attributes (read-only, nosuid, …) on a detached tree or a path.
 fn set_attrs(fd: Option<&OwnedFd>, path: &Path, attrs: u64, recursive: bool) -> Result<()> {
-    if attrs == 0 {
+    set_clear_attrs(fd, path, attrs, 0, recursive)
+}
+
+/// Sets and clears mount attributes on a detached tree or a path.
+fn set_clear_attrs(fd: Option<&OwnedFd>, path: &Path, attrs: u64, clear: u64, recursive: bool) -> Result<()> {
+    if attrs == 0 && clear == 0 {
         return Ok(());
     }
-    let attr = MountAttr { attr_set: attrs, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    // The access-time attributes are one field: setting one clears the others.
+    let clear = if attrs & MOUNT_ATTR_ATIME_MASK != 0 { clear | MOUNT_ATTR_ATIME_MASK } else { clear };
+    let attr = MountAttr { attr_set: attrs, attr_clr: clear, propagation: 0, userns_fd: 0 };
     let (dirfd, c) = match fd {
         Some(fd) => (fd.as_raw_fd(), CString::default()),
         None => (libc::AT_FDCWD, cstr(path)?),
@@ -106,7 +136,7 @@ fn move_mount(fd: &OwnedFd, dest: &Path) -> Result<()> {
 /// A new, detached filesystem mount (fsopen/fsconfig/fsmount). proc and sysfs are made this
 /// way before pivot_root: in a user namespace the kernel only allows them while a fully
 /// visible instance is in the mount namespace, which the old root provides until it goes.
-fn new_fs(kind: &str, opts: &Options) -> Result<OwnedFd> {
+fn new_fs(kind: &str, source: &str, opts: &Options) -> Result<OwnedFd> {
     let fail = |what: &str| {
         Err::<OwnedFd, _>(io::Error::last_os_error()).with_context(|| format!("{what} for {kind}"))
     };
@@ -120,7 +150,10 @@ fn new_fs(kind: &str, opts: &Options) -> Result<OwnedFd> {
     }
     // SAFETY: as above.
     let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
-    for d in &opts.data {
+    // The source mountinfo shows (`proc`, `sysfs`), as config.json names it.
+    let source = if source.is_empty() { kind } else { source };
+    let source_opt = format!("source={source}");
+    for d in std::iter::once(&source_opt).chain(&opts.data) {
         let (key, value) = match d.split_once('=') {
             Some((k, v)) => (CString::new(k)?, Some(CString::new(v)?)),
             None => (CString::new(d.as_str())?, None),
@@ -148,13 +181,7 @@ fn new_fs(kind: &str, opts: &Options) -> Result<OwnedFd> {
     {
         return fail("creating the filesystem");
     }
-    let mut attrs = opts.attrs;
-    if opts.flags.contains(MsFlags::MS_NOATIME) {
-        attrs |= 0x10;
-    }
-    if opts.flags.contains(MsFlags::MS_STRICTATIME) {
-        attrs |= 0x20;
-    }
+    let attrs = opts.attrs;
     // SAFETY: fsmount on the configured context; we own the returned descriptor.
     let m = unsafe {
         libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), 1 /* FSMOUNT_CLOEXEC */, attrs)
@@ -170,41 +197,110 @@ fn new_fs(kind: &str, opts: &Options) -> Result<OwnedFd> {
 #[derive(Debug, PartialEq)]
 struct Options {
     flags: MsFlags,
+    /// The same as mount attributes, for binds and `fsmount`.
     attrs: u64,
+    /// Attributes cleared on a bind (`rw`, `suid`, …).
+    clear: u64,
+    /// Attributes set recursively once mounted (`rro`, `rnosuid`, …).
+    rattrs: u64,
     recursive: bool,
+    /// `private`, `rshared`, …: applied once mounted.
+    propagation: MsFlags,
+    /// Superblock flags a bind cannot change (`sync`, `iversion`, …), as written.
+    sb_only: Vec<String>,
     data: Vec<String>,
 }
 
-fn parse_options(options: &[String]) -> Options {
-    let mut o = Options { flags: MsFlags::empty(), attrs: 0, recursive: false, data: Vec::new() };
+/// A propagation option as mount(2) flags.
+fn propagation(opt: &str) -> Option<MsFlags> {
+    let (rec, kind) = match opt.strip_prefix('r') {
+        Some(k) if matches!(k, "private" | "shared" | "slave" | "unbindable") => (MsFlags::MS_REC, k),
+        _ => (MsFlags::empty(), opt),
+    };
+    let flag = match kind {
+        "private" => MsFlags::MS_PRIVATE,
+        "shared" => MsFlags::MS_SHARED,
+        "slave" => MsFlags::MS_SLAVE,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        _ => return None,
+    };
+    Some(flag | rec)
+}
+
+fn parse_options(options: &[String]) -> Result<Options> {
+    let mut o = Options {
+        flags: MsFlags::empty(),
+        attrs: 0,
+        clear: 0,
+        rattrs: 0,
+        recursive: false,
+        propagation: MsFlags::empty(),
+        sb_only: Vec::new(),
+        data: Vec::new(),
+    };
     for opt in options {
-        let (flag, attr) = match opt.as_str() {
-            "ro" => (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY),
-            "nosuid" => (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, 0),
-            "dirsync" => (MsFlags::MS_DIRSYNC, 0),
-            "noatime" => (MsFlags::MS_NOATIME, 0),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, 0),
-            "relatime" => (MsFlags::MS_RELATIME, 0),
-            "strictatime" => (MsFlags::MS_STRICTATIME, 0),
+        if let Some(p) = propagation(opt) {
+            o.propagation = p;
+            continue;
+        }
+        let (flag, attr, clear) = match opt.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY, 0),
+            "nosuid" => (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID, 0),
+            "nodev" => (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV, 0),
+            "noexec" => (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC, 0),
+            "nosymfollow" => (MS_NOSYMFOLLOW, MOUNT_ATTR_NOSYMFOLLOW, 0),
+            "noatime" => (MsFlags::MS_NOATIME, MOUNT_ATTR_NOATIME, 0),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MOUNT_ATTR_NODIRATIME, 0),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MOUNT_ATTR_STRICTATIME, 0),
+            "relatime" => (MsFlags::MS_RELATIME, 0, 0),
+            "rw" => (MsFlags::empty(), 0, MOUNT_ATTR_RDONLY),
+            "suid" => (MsFlags::empty(), 0, MOUNT_ATTR_NOSUID),
+            "dev" => (MsFlags::empty(), 0, MOUNT_ATTR_NODEV),
+            "exec" => (MsFlags::empty(), 0, MOUNT_ATTR_NOEXEC),
+            "symfollow" => (MsFlags::empty(), 0, MOUNT_ATTR_NOSYMFOLLOW),
+            "diratime" => (MsFlags::empty(), 0, MOUNT_ATTR_NODIRATIME),
+            "atime" | "norelatime" | "nostrictatime" | "bind" | "loud" => (MsFlags::empty(), 0, 0),
+            "rro" | "rnosuid" | "rnodev" | "rnoexec" | "rnosymfollow" => {
+                o.rattrs |= match &opt[1..] {
+                    "ro" => MOUNT_ATTR_RDONLY,
+                    "nosuid" => MOUNT_ATTR_NOSUID,
+                    "nodev" => MOUNT_ATTR_NODEV,
+                    "noexec" => MOUNT_ATTR_NOEXEC,
+                    _ => MOUNT_ATTR_NOSYMFOLLOW,
+                };
+                continue;
+            }
             "rbind" => {
                 o.recursive = true;
-                (MsFlags::empty(), 0)
+                continue;
             }
-            "rw" | "suid" | "dev" | "exec" | "async" | "atime" | "diratime" | "norelatime"
-            | "nostrictatime" | "bind" | "private" | "rprivate" | "slave" | "rslave" | "shared"
-            | "rshared" | "unbindable" | "runbindable" | "tmpcopyup" | "nosymfollow" => (MsFlags::empty(), 0),
+            "sync" | "dirsync" | "iversion" | "silent" | "async" | "noiversion" => {
+                o.sb_only.push(opt.clone());
+                let flag = match opt.as_str() {
+                    "sync" => MsFlags::MS_SYNCHRONOUS,
+                    "dirsync" => MsFlags::MS_DIRSYNC,
+                    "iversion" => MsFlags::MS_I_VERSION,
+                    "silent" => MsFlags::MS_SILENT,
+                    _ => MsFlags::empty(),
+                };
+                o.flags |= flag;
+                continue;
+            }
+            "tmpcopyup" | "idmap" | "ridmap" | "rrw" | "rsuid" | "rdev" | "rexec" | "rsymfollow"
+            | "ratime" | "rnoatime" | "rstrictatime" | "rrelatime" | "rdiratime" | "rnodiratime" | "mand"
+            | "nomand" | "lazytime" | "nolazytime" => {
+                bail!("mount option {opt:?} is not supported by img-run")
+            }
             data => {
                 o.data.push(data.to_string());
-                (MsFlags::empty(), 0)
+                continue;
             }
         };
         o.flags |= flag;
         o.attrs |= attr;
+        o.clear |= clear;
     }
-    o
+    Ok(o)
 }
 
 /// How the container's namespaces constrain mounting.
@@ -280,22 +376,19 @@ pub fn setup(spec: &Spec, rootfs: &Rootfs, bundle: &Path, cx: Isolation) -> Resu
         }
     }
 
-    // Host sides of binds, cloned while the host is still reachable.
-    let mut binds: Vec<Option<Prepared>> = Vec::new();
+    // Host sides of binds, opened while the host is still reachable.
+    let mut sources: Vec<Option<Prepared>> = Vec::new();
     for m in &spec.mounts {
-        binds.push(if m.is_bind() {
+        let opts = parse_options(&m.options).with_context(|| format!("mount on {}", m.destination))?;
+        sources.push(if m.is_bind() {
+            if let Some(bad) = opts.data.first().or(opts.sb_only.first()) {
+                bail!("mount option {bad:?} is not supported on a bind mount ({})", m.destination);
+            }
             Some(prepare_bind(m, bundle)?)
-        } else if m.kind == "proc" || m.kind == "sysfs" && cx.netns {
-            let fd = new_fs(&m.kind, &parse_options(&m.options))
-                .with_context(|| format!("mounting {} on {}", m.kind, m.destination))?;
-            Some(Prepared { fd, is_dir: true })
-        } else if m.kind == "sysfs" && cx.userns {
+        } else if m.kind == "sysfs" && cx.userns && !cx.netns {
             // Without a network namespace of its own, a user namespace may not mount sysfs:
             // the host's, read-only.
-            let fd = open_tree(Path::new("/sys"), true)?;
-            let all = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
-            set_attrs(Some(&fd), Path::new("/sys"), all, true)?;
-            Some(Prepared { fd, is_dir: true })
+            Some(Prepared { fd: open_path(Path::new("/sys"))?, is_dir: true })
         } else {
             None
         });
@@ -307,40 +400,57 @@ pub fn setup(spec: &Spec, rootfs: &Rootfs, bundle: &Path, cx: Isolation) -> Resu
     if cx.userns {
         for (name, _, _) in DEVICES {
             let host = Path::new("/dev").join(name);
-            devices.push(Prepared { fd: open_tree(&host, false)?, is_dir: false });
+            devices.push(Prepared { fd: open_path(&host)?, is_dir: false });
         }
         for d in &spec.linux.devices {
-            extra_devices.push(Some(Prepared { fd: open_tree(Path::new(&d.path), false)?, is_dir: false }));
+            extra_devices.push(Some(Prepared { fd: open_path(Path::new(&d.path))?, is_dir: false }));
         }
     }
     pivot(root)?;
 
     let mut dev_is_tmpfs = false;
-    for (m, prepared) in spec.mounts.iter().zip(binds) {
+    for (m, source) in spec.mounts.iter().zip(sources) {
         let dest = container_path(&m.destination)?;
-        if let Some(p) = prepared {
-            let dest = make_target(&dest, p.is_dir)?;
-            move_mount(&p.fd, &dest)?;
-            continue;
-        }
-        let opts = parse_options(&m.options);
-        let dest = make_target(&dest, true)?;
-        match m.kind.as_str() {
-            "cgroup" | "cgroup2" => mount_cgroup(&dest, &opts)?,
-            kind => {
-                let mut data = opts.data.clone();
-                if kind == "devpts" && cx.userns {
-                    // Group 5 (tty) is not mapped in a rootless container.
-                    data.retain(|d| !d.starts_with("gid="));
-                }
-                let data = data.join(",");
-                let source = if m.source.is_empty() { kind } else { m.source.as_str() };
-                mount(Some(source), &dest, Some(kind), opts.flags, Some(data.as_str()))
-                    .with_context(|| format!("mounting {kind} on {}", m.destination))?;
-                if dest == Path::new("/dev") && kind == "tmpfs" {
-                    dev_is_tmpfs = true;
-                }
+        let opts = parse_options(&m.options)?;
+        let dest = make_target(&dest, source.as_ref().is_none_or(|p| p.is_dir))?;
+        let fail =
+            || format!("mounting {} on {}", if m.kind.is_empty() { "bind" } else { &m.kind }, m.destination);
+        if let Some(p) = source {
+            if m.is_bind() {
+                let fd = clone_at(&p.fd, &dest, opts.recursive)?;
+                set_clear_attrs(Some(&fd), &dest, opts.attrs, opts.clear, opts.recursive)?;
+                move_mount(&fd, &dest).with_context(fail)?;
+            } else {
+                let fd = clone_at(&p.fd, Path::new("/sys"), true)?;
+                let all = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+                set_attrs(Some(&fd), Path::new("/sys"), all, true)?;
+                move_mount(&fd, &dest).with_context(fail)?;
             }
+        } else if m.kind == "proc" || m.kind == "sysfs" {
+            // proc and sysfs are made with fsmount while the old root is still stacked
+            // below: in a user namespace the kernel only allows them while a fully visible
+            // instance is in the mount namespace.
+            let fd = new_fs(&m.kind, &m.source, &opts).with_context(fail)?;
+            move_mount(&fd, &dest).with_context(fail)?;
+        } else if m.kind == "cgroup" || m.kind == "cgroup2" {
+            mount_cgroup(&dest, &opts)?;
+        } else {
+            let kind = m.kind.as_str();
+            let mut data = opts.data.clone();
+            if kind == "devpts" && cx.userns {
+                // Group 5 (tty) is not mapped in a rootless container.
+                data.retain(|d| !d.starts_with("gid="));
+            }
+            let data = data.join(",");
+            let source = if m.source.is_empty() { kind } else { m.source.as_str() };
+            mount(Some(source), &dest, Some(kind), opts.flags, Some(data.as_str())).with_context(fail)?;
+            if dest == Path::new("/dev") && kind == "tmpfs" {
+                dev_is_tmpfs = true;
+            }
+        }
+        set_attrs(None, &dest, opts.rattrs, true).with_context(fail)?;
+        if !opts.propagation.is_empty() {
+            mount(None::<&str>, &dest, None::<&str>, opts.propagation, None::<&str>).with_context(fail)?;
         }
     }
     if dev_is_tmpfs {
@@ -349,7 +459,7 @@ pub fn setup(spec: &Spec, rootfs: &Rootfs, bundle: &Path, cx: Isolation) -> Resu
     for (i, d) in spec.linux.devices.iter().enumerate() {
         let dest = container_path(&d.path)?;
         match extra_devices.get_mut(i).and_then(Option::take) {
-            Some(p) => move_mount(&p.fd, &make_target(&dest, false)?)?,
+            Some(p) => move_mount(&clone_at(&p.fd, &dest, false)?, &make_target(&dest, false)?)?,
             None => {
                 let parent = dest.parent().unwrap_or(Path::new("/"));
                 let parent = make_target(parent, true)?;
@@ -358,13 +468,26 @@ pub fn setup(spec: &Spec, rootfs: &Rootfs, bundle: &Path, cx: Isolation) -> Resu
             }
         }
     }
+    detach_old_root()?;
     for p in &spec.linux.masked_paths {
         mask(Path::new(p))?;
     }
     for p in &spec.linux.readonly_paths {
         readonly(Path::new(p))?;
     }
+    if let Some(p) = &spec.linux.rootfs_propagation {
+        let flags = root_propagation(p)?;
+        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>).context("setting rootfsPropagation")?;
+    }
     Ok(())
+}
+
+/// `linux.rootfsPropagation` as mount(2) flags (recursive, as runc applies it).
+pub fn root_propagation(value: &str) -> Result<MsFlags> {
+    match propagation(value) {
+        Some(flags) => Ok(flags | MsFlags::MS_REC),
+        None => bail!("config.json: linux.rootfsPropagation {value:?} is not a propagation type"),
+    }
 }
 
 /// Makes the root read-only, once nothing else needs creating under it.
@@ -376,10 +499,7 @@ fn prepare_bind(m: &Mount, bundle: &Path) -> Result<Prepared> {
     let source =
         if Path::new(&m.source).is_absolute() { PathBuf::from(&m.source) } else { bundle.join(&m.source) };
     let meta = fs::metadata(&source).with_context(|| format!("bind source {}", source.display()))?;
-    let opts = parse_options(&m.options);
-    let fd = open_tree(&source, opts.recursive)?;
-    set_attrs(Some(&fd), &source, opts.attrs, opts.recursive)?;
-    Ok(Prepared { fd, is_dir: meta.is_dir() })
+    Ok(Prepared { fd: open_path(&source)?, is_dir: meta.is_dir() })
 }
 
 /// The absolute path of a mount destination inside the container (after pivot_root).
@@ -468,9 +588,16 @@ fn pivot(root: &Path) -> Result<()> {
     if unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) } != 0 {
         return Err(io::Error::last_os_error()).context("pivot_root");
     }
-    // The old root sits on top of "."; cut it loose without propagating to the host.
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .context("making the old root a slave")?;
+    Ok(())
+}
+
+/// The old root sits on top of the new one (and of "."), still reachable by the descriptors
+/// opened before pivot_root; cut it loose. Every mount was made private first, so nothing
+/// propagates to the host. (A recursive MS_SLAVE on "." here would reach the new root's tree,
+/// not the old root's: "." is not followed into the mount on top of it, and it would undo the
+/// spec's `shared` mounts.)
+fn detach_old_root() -> Result<()> {
+    nix::unistd::chdir("/").context("entering the new root")?;
     umount2(".", MntFlags::MNT_DETACH).context("detaching the old root")?;
     nix::unistd::chdir("/").context("entering the new root")?;
     Ok(())
@@ -494,7 +621,7 @@ fn populate_dev(host_devices: &[Prepared]) -> Result<()> {
         let path = Path::new("/dev").join(name);
         if let Some(p) = host_devices.get(i) {
             let path = make_target(&path, false)?;
-            move_mount(&p.fd, &path)?;
+            move_mount(&clone_at(&p.fd, &path, false)?, &path)?;
         } else {
             nix::sys::stat::mknod(
                 &path,
@@ -555,7 +682,7 @@ mod tests {
 
     #[test]
     fn options_split_into_flags_and_data() {
-        let o = parse_options(&["nosuid".into(), "ro".into(), "mode=755".into(), "rbind".into()]);
+        let o = parse_options(&["nosuid".into(), "ro".into(), "mode=755".into(), "rbind".into()]).unwrap();
         assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_RDONLY);
         assert_eq!(o.attrs, MOUNT_ATTR_NOSUID | MOUNT_ATTR_RDONLY);
         assert!(o.recursive);

@@ -1,7 +1,9 @@
 //! The subset of the OCI runtime spec's `config.json` that img-run reads (what img-unpack and
 //! umoci write), and the docker-like default used for containers run from an image.
 //!
-//! Reading is lenient: unknown fields are ignored, missing ones take the spec's defaults.
+//! Reading is strict about what the spec defines: every field is either applied or refused
+//! with an error naming it ([`super::fields`]); properties the spec does not define are ignored
+//! as it requires, with a warning. Missing fields take the spec's defaults.
 
 use std::path::Path;
 
@@ -45,6 +47,42 @@ pub struct Spec {
     pub mounts: Vec<Mount>,
     #[serde(default)]
     pub linux: Linux,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<Hooks>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// `hooks`: programs run at points of the container's life, with its state on stdin.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hooks {
+    #[serde(default)]
+    pub prestart: Vec<Hook>,
+    #[serde(default)]
+    pub create_runtime: Vec<Hook>,
+    #[serde(default)]
+    pub create_container: Vec<Hook>,
+    #[serde(default)]
+    pub start_container: Vec<Hook>,
+    #[serde(default)]
+    pub poststart: Vec<Hook>,
+    #[serde(default)]
+    pub poststop: Vec<Hook>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Hook {
+    pub path: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Seconds; more than zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -66,6 +104,10 @@ pub struct Process {
     pub rlimits: Vec<Rlimit>,
     #[serde(default)]
     pub no_new_privileges: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apparmor_profile: Option<String>,
 }
 
 fn root_dir() -> String {
@@ -173,6 +215,10 @@ pub struct Linux {
     pub rootfs_propagation: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<Device>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sysctl: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroups_path: Option<String>,
 }
 
 /// A device node the container gets (`linux.devices`).
@@ -270,8 +316,14 @@ impl Spec {
         if bytes.len() as u64 > MAX_CONFIG {
             anyhow::bail!("{shown} is larger than {} MiB", MAX_CONFIG >> 20);
         }
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("{}: malformed runtime config", path.display()))
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: malformed runtime config", path.display()))?;
+        for unknown in super::fields::check(&value)? {
+            eprintln!(
+                "img-run: warning: config.json: ignoring {unknown}, which the runtime spec does not define"
+            );
+        }
+        serde_json::from_value(value).with_context(|| format!("{}: malformed runtime config", path.display()))
     }
 
     /// Whether the spec asks for a namespace of this type (`pid`, `network`, …).
@@ -311,11 +363,16 @@ impl Spec {
                     ambient: Vec::new(),
                 }),
                 rlimits: Vec::new(),
+                oom_score_adj: None,
+                apparmor_profile: None,
                 // As docker: setuid programs (sudo, su) work unless asked otherwise.
                 no_new_privileges: false,
             },
             root: Root::default(),
             hostname: None,
+            domainname: None,
+            hooks: None,
+            annotations: Default::default(),
             mounts: vec![
                 Mount::new("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
                 Mount::new("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
