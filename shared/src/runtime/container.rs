@@ -238,7 +238,7 @@ fn child_main(c: &Container, setup: &ChildSetup, err_pipe: &OwnedFd) -> Failure 
         Err(e) => return Failure::runtime(e),
     };
     if !c.init {
-        return process::exec(&process, setup.rootless);
+        return process::exec(&process, setup.rootless, c.spec.linux.seccomp.as_ref());
     }
     // --init: this process stays as PID 1 and reaps; its child becomes the command.
     if let Err(e) = signals::block() {
@@ -248,7 +248,7 @@ fn child_main(c: &Container, setup: &ChildSetup, err_pipe: &OwnedFd) -> Failure 
     match unsafe { fork() } {
         Err(e) => Failure::runtime(anyhow::Error::from(e).context("fork for --init")),
         Ok(ForkResult::Child) => match signals::restore(setup.old_mask) {
-            Ok(()) => process::exec(&process, setup.rootless),
+            Ok(()) => process::exec(&process, setup.rootless, c.spec.linux.seccomp.as_ref()),
             Err(e) => Failure::runtime(e),
         },
         Ok(ForkResult::Parent { child }) => {

@@ -3,7 +3,8 @@
 //! One concept per file: the runtime spec we read ([`spec`]), namespaces, mounts and
 //! pivot_root, users, capabilities, cgroups, the pty, signals, the final process setup and
 //! exec ([`process`]), and the life of one container ([`container`]). [`sealed_exe`] keeps
-//! the runtime's own binary out of the container's reach.
+//! the runtime's own binary out of the container's reach; [`seccomp`] limits the syscalls
+//! the container may make.
 
 pub mod capabilities;
 pub mod cgroup;
@@ -15,6 +16,7 @@ pub mod options;
 pub mod process;
 pub mod pty;
 pub mod sealed_exe;
+pub mod seccomp;
 pub mod signals;
 pub mod spec;
 pub mod user;

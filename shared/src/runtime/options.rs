@@ -112,20 +112,54 @@ fn add_devices(spec: &mut Spec, devices: Vec<super::spec::Device>) {
     }
 }
 
-/// Applies `--security-opt` entries: `no-new-privileges[=|:true|false]`, and the docker ones
-/// that turn off confinement img-run does not have (seccomp, AppArmor, SELinux labels).
-fn apply_security_opts(p: &mut super::spec::Process, opts: &[String]) -> Result<()> {
+/// What `--security-opt seccomp=…` asked for.
+enum SeccompChoice {
+    /// Nothing said: docker's default for images (off with `--privileged`), the bundle's own.
+    Default,
+    Unconfined,
+    /// A profile file in docker's format.
+    Profile(String),
+}
+
+/// Applies `--security-opt` entries: `no-new-privileges[=|:true|false]`, `seccomp=PROFILE.json|
+/// unconfined`, and the docker ones that turn off confinement img-run does not have (AppArmor,
+/// SELinux labels).
+fn apply_security_opts(p: &mut super::spec::Process, opts: &[String]) -> Result<SeccompChoice> {
+    let mut seccomp = SeccompChoice::Default;
     for opt in opts {
         let (key, value) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), "true"));
         match (key, value) {
             ("no-new-privileges", "true") => p.no_new_privileges = true,
             ("no-new-privileges", "false") => p.no_new_privileges = false,
-            ("seccomp" | "apparmor", "unconfined") | ("label", "disable") => {}
-            _ => bail!(
-                "--security-opt {opt}: not supported (img-run has no seccomp, AppArmor or SELinux confinement)"
-            ),
+            ("seccomp", "unconfined") => seccomp = SeccompChoice::Unconfined,
+            ("seccomp", "" | "true") => bail!("--security-opt {opt}: name a profile file or unconfined"),
+            ("seccomp", file) => seccomp = SeccompChoice::Profile(file.to_string()),
+            ("apparmor", "unconfined") | ("label", "disable") => {}
+            _ => {
+                bail!("--security-opt {opt}: not supported (img-run has no AppArmor or SELinux confinement)")
+            }
         }
     }
+    Ok(seccomp)
+}
+
+/// The container's seccomp filter as docker chooses it: a named profile (even with
+/// `--privileged`), none when unconfined or privileged, else docker's default for an image
+/// and the bundle's own for a bundle. Profiles are resolved against the final bounding set.
+fn choose_seccomp(spec: &mut Spec, choice: SeccompChoice, privileged: bool, bundle_mode: bool) -> Result<()> {
+    let bounding = spec.process.capabilities.as_ref().map(|c| c.bounding.clone()).unwrap_or_default();
+    spec.linux.seccomp = match choice {
+        SeccompChoice::Unconfined => None,
+        SeccompChoice::Profile(file) => {
+            let what = format!("--security-opt seccomp={file}");
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("{what}: reading the profile"))?;
+            Some(super::seccomp::Profile::parse(&text, &what)?.resolve(&bounding).context(what)?)
+        }
+        SeccompChoice::Default if privileged => None,
+        SeccompChoice::Default if bundle_mode => spec.linux.seccomp.take(),
+        SeccompChoice::Default => Some(super::seccomp::docker_default(&bounding)),
+    };
     Ok(())
 }
 
@@ -245,12 +279,13 @@ pub fn apply(spec: &mut Spec, opts: &RunOptions, bundle_mode: bool) -> Result<Op
         keep(&mut caps.inheritable, &bounding);
         keep(&mut caps.ambient, &bounding);
     }
-    apply_security_opts(p, &opts.security_opt)?;
+    let seccomp = apply_security_opts(p, &opts.security_opt)?;
     for u in &opts.ulimits {
         let limit = parse_ulimit(u)?;
         p.rlimits.retain(|r| r.kind != limit.kind);
         p.rlimits.push(limit);
     }
+    choose_seccomp(spec, seccomp, opts.privileged, bundle_mode)?;
     if let Some(h) = &opts.hostname {
         spec.hostname = Some(h.clone());
     }

@@ -173,6 +173,8 @@ pub struct Linux {
     pub rootfs_propagation: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<Device>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<super::seccomp::Seccomp>,
 }
 
 /// A device node the container gets (`linux.devices`).
@@ -292,6 +294,7 @@ impl Spec {
     /// masked and read-only paths. The process fields are for the caller to fill in.
     pub fn docker_default() -> Spec {
         let caps: Vec<String> = capabilities::DOCKER_DEFAULT.iter().map(|c| c.to_string()).collect();
+        let seccomp = Some(super::seccomp::docker_default(&caps));
         Spec {
             oci_version: "1.0.2".to_string(),
             process: Process {
@@ -338,6 +341,7 @@ impl Spec {
                     .collect(),
                 masked_paths: MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
                 readonly_paths: READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
+                seccomp,
                 ..Linux::default()
             },
         }
