@@ -72,6 +72,10 @@ pub fn run(c: &Container) -> Result<Outcome> {
     {
         bail!("resource limits need root: cgroups are not delegated to this user");
     }
+    let seccomp = match &c.spec.linux.seccomp {
+        Some(s) => Some(s.program(crate::store::root().ok().map(|r| r.join("seccomp")).as_deref())?),
+        None => None,
+    };
     let mut cgroup = Cgroup::create(&c.id, c.spec.linux.resources.as_ref())?;
     if rootless {
         namespaces::enter_rootless_userns()?;
@@ -104,6 +108,7 @@ pub fn run(c: &Container) -> Result<Outcome> {
                 devnull: &devnull,
                 pty_sock: pty_socks.as_ref().map(|p| &p.1),
                 cgroup: cgroup.as_ref(),
+                seccomp: seccomp.as_ref(),
                 winsize: if c.tty { pty::winsize(std::io::stdin().as_fd()) } else { None },
             };
             let failure = child_main(c, &setup, &err_write);
@@ -238,7 +243,7 @@ fn child_main(c: &Container, setup: &ChildSetup, err_pipe: &OwnedFd) -> Failure 
         Err(e) => return Failure::runtime(e),
     };
     if !c.init {
-        return process::exec(&process, setup.rootless, c.spec.linux.seccomp.as_ref());
+        return process::exec(&process, setup.rootless, setup.seccomp);
     }
     // --init: this process stays as PID 1 and reaps; its child becomes the command.
     if let Err(e) = signals::block() {
@@ -248,7 +253,7 @@ fn child_main(c: &Container, setup: &ChildSetup, err_pipe: &OwnedFd) -> Failure 
     match unsafe { fork() } {
         Err(e) => Failure::runtime(anyhow::Error::from(e).context("fork for --init")),
         Ok(ForkResult::Child) => match signals::restore(setup.old_mask) {
-            Ok(()) => process::exec(&process, setup.rootless, c.spec.linux.seccomp.as_ref()),
+            Ok(()) => process::exec(&process, setup.rootless, setup.seccomp),
             Err(e) => Failure::runtime(e),
         },
         Ok(ForkResult::Parent { child }) => {
@@ -266,6 +271,7 @@ struct ChildSetup<'a> {
     devnull: &'a std::fs::File,
     pty_sock: Option<&'a OwnedFd>,
     cgroup: Option<&'a Cgroup>,
+    seccomp: Option<&'a super::seccomp::Program>,
     winsize: Option<libc::winsize>,
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::capabilities;
-use super::seccomp::Seccomp;
+use super::seccomp::Program;
 use super::spec::{Process, Rlimit};
 use super::user;
 
@@ -198,20 +198,16 @@ pub fn make_cwd(cwd: &str) -> Result<()> {
     Ok(())
 }
 
-/// Everything from the user switch to exec, with `seccomp` loaded on the way. Returns only on
-/// failure.
-pub fn exec(p: &Process, userns: bool, seccomp: Option<&Seccomp>) -> Failure {
+/// Everything from the user switch to exec, with the `seccomp` program loaded on the way.
+/// Returns only on failure.
+pub fn exec(p: &Process, userns: bool, seccomp: Option<&Program>) -> Failure {
     if p.args.is_empty() {
         return Failure::runtime(anyhow!("no command given, and the image has neither Entrypoint nor Cmd"));
     }
-    let filter = match seccomp.map(Seccomp::compile).transpose() {
-        Ok(f) => f,
-        Err(e) => return Failure::runtime(e),
-    };
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still hold
     // every capability, so what follows (the identity switch, chdir, exec) runs under it.
     // With no_new_privs, load it right before exec, so it need allow only execve.
-    let (early, late) = if p.no_new_privileges { (None, filter.as_ref()) } else { (filter.as_ref(), None) };
+    let (early, late) = if p.no_new_privileges { (None, seccomp) } else { (seccomp, None) };
     let prepared = (|| -> Result<(Vec<CString>, Vec<CString>)> {
         set_rlimits(&p.rlimits)?;
         if let Some(f) = early {
