@@ -531,6 +531,41 @@ mod tests {
     }
 
     #[test]
+    fn seccomp_as_docker_chooses_it() {
+        let allows = |spec: &Spec, name: &str| {
+            spec.linux.seccomp.as_ref().is_some_and(|s| {
+                s.syscalls.iter().any(|r| r.action == "SCMP_ACT_ALLOW" && r.names.iter().any(|n| n == name))
+            })
+        };
+        let run = |opts: RunOptions, bundle: bool| {
+            let mut spec = Spec::docker_default();
+            if bundle {
+                spec.linux.seccomp = None;
+            }
+            apply(&mut spec, &opts, bundle).map(|_| spec)
+        };
+        let opt = |s: &str| vec![s.to_string()];
+        let plain = run(RunOptions::default(), false).unwrap();
+        assert!(plain.linux.seccomp.is_some() && !allows(&plain, "mount"));
+        let admin = run(RunOptions { cap_add: opt("SYS_ADMIN"), ..RunOptions::default() }, false).unwrap();
+        assert!(allows(&admin, "mount") && allows(&admin, "unshare"));
+        let unconfined =
+            run(RunOptions { security_opt: opt("seccomp=unconfined"), ..RunOptions::default() }, false)
+                .unwrap();
+        assert!(unconfined.linux.seccomp.is_none());
+        let privileged = run(RunOptions { privileged: true, ..RunOptions::default() }, false).unwrap();
+        assert!(privileged.linux.seccomp.is_none());
+        // A bundle keeps what it has (here: nothing).
+        assert!(run(RunOptions::default(), true).unwrap().linux.seccomp.is_none());
+        for bad in ["seccomp=", "seccomp=/nonexistent.json", "apparmor=myprofile"] {
+            assert!(
+                run(RunOptions { security_opt: opt(bad), ..RunOptions::default() }, false).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn env_sizes_and_volumes() {
         let mut env = vec!["A=1".to_string(), "B=2".to_string()];
         set_env(&mut env, "A=3");
