@@ -306,18 +306,21 @@ fn a_bundles_seccomp_is_applied() {
     let out = run_bundle(&env, &["grep", "^Seccomp:", "/proc/self/status"], None);
     assert!(stdout(&out).contains('0') && !stdout(&out).contains('2'), "{}", stdout(&out));
 
-    // errnoRet, defaultErrnoRet, the flags runc knows, and LOG (allowed, logged).
+    // errnoRet, defaultErrnoRet, the LOG and SPEC_ALLOW flags, LOG (allowed, logged) and TRACE.
     let errnos = json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
         "syscalls": [
             {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
             {"names": ["getpid"], "action": "SCMP_ACT_LOG"},
+            // TRACE with no tracer attached: the kernel answers ENOSYS.
+            {"names": ["keyctl"], "action": "SCMP_ACT_TRACE", "errnoRet": 7},
             {"names": ["no_such_syscall_here"], "action": "SCMP_ACT_ERRNO"}
         ]
     });
-    let seen = parse(&run_bundle(&env, &["/probe", "mkdir", "getpid"], Some(errnos)), "bundle errnoRet");
-    assert_eq!((seen["mkdir"], seen["getpid"]), (13, 0), "{seen:?}");
+    let seen =
+        parse(&run_bundle(&env, &["/probe", "mkdir", "getpid", "keyctl"], Some(errnos)), "bundle errnoRet");
+    assert_eq!((seen["mkdir"], seen["getpid"], seen["keyctl"]), (13, 0, ENOSYS), "{seen:?}");
     let deny_all_but = json!({
         "defaultAction": "SCMP_ACT_ERRNO",
         "defaultErrnoRet": 38,
