@@ -110,6 +110,14 @@ fn the_default_profile_refuses_what_docker_refuses() {
     }
     assert_eq!(seen["personality_norandom"], EPERM, "{seen:?}");
     assert_eq!(seccomp_mode(&env, &[]), "2");
+    // A syscall newer than any the profile names (statmount, 457 on x86-64) is ENOSYS, as
+    // under runc, so that libc falls back; one the profile knows and refuses stays EPERM.
+    if cfg!(target_arch = "x86_64") {
+        let seen = probe(&env, &[], &["nr_457", "nr_1000", "keyctl"]);
+        assert_eq!((seen["nr_457"], seen["nr_1000"], seen["keyctl"]), (ENOSYS, ENOSYS, EPERM), "{seen:?}");
+        let seen = probe(&env, &["--security-opt", "seccomp=unconfined"], &["nr_457"]);
+        assert_ne!(seen["nr_457"], ENOSYS, "this kernel has statmount: {seen:?}");
+    }
     // With --init the command is filtered too (the reaper is img-run's own code).
     assert_eq!(seccomp_mode(&env, &["--init"]), "2");
     let seen = probe(&env, &["--init"], &["unshare_user"]);

@@ -438,7 +438,8 @@ impl Seccomp {
             .unwrap_or_default();
         let mut hash = Sha256::new();
         hash.update(serde_json::to_vec(self).context("serialising the seccomp filter")?);
-        hash.update(format!("\0{version}\0{}", std::env::consts::ARCH));
+        // The program's format: libseccomp's output with our ENOSYS prefix.
+        hash.update(format!("\0{version}\0{}\0enosys-prefix-1", std::env::consts::ARCH));
         let name = format!("{}.bpf", hex::encode(hash.finalize()));
         // A damaged cache file is compiled again and replaced.
         if let Some(program) = cache
@@ -453,11 +454,39 @@ impl Seccomp {
         filter.ctx.export_bpf(&file).context("seccomp: generating the BPF program")?;
         let mut bytes = Vec::new();
         file.rewind().and_then(|_| file.read_to_end(&mut bytes)).context("seccomp: reading the program")?;
-        let program = Program::from_bytes(&bytes, flags)?;
+        let mut program = Program::from_bytes(&bytes, flags)?;
+        program.enosys_beyond(self.newest_syscall());
+        let bytes = program.to_bytes();
         if let Some(dir) = cache {
             write_cached(dir, &name, &bytes);
         }
         Ok(program)
+    }
+}
+
+impl Seccomp {
+    /// The highest native syscall number the filter names, if its default refuses: newer
+    /// syscalls then get ENOSYS (as runc arranges), so that libc falls back to older ones
+    /// instead of failing with the default's EPERM.
+    fn newest_syscall(&self) -> Option<u32> {
+        let default_refuses = !matches!(self.default_action.as_str(), "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG");
+        let newest = self
+            .syscalls
+            .iter()
+            .flat_map(|r| &r.names)
+            .filter_map(|n| ScmpSyscall::from_name(n).ok())
+            .filter_map(|nr| u32::try_from(i32::from(nr)).ok())
+            .max();
+        newest.filter(|_| default_refuses)
+    }
+}
+
+/// The audit architecture of this machine's native syscalls, where we know it.
+fn native_audit_arch() -> Option<u32> {
+    match std::env::consts::ARCH {
+        "x86_64" => Some(0xC000_003E),
+        "aarch64" => Some(0xC000_00B7),
+        _ => None,
     }
 }
 
@@ -503,6 +532,46 @@ impl Program {
             })
             .collect();
         Ok(Program { insns, flags })
+    }
+
+    /// Puts in front of the program: a native syscall numbered above `newest` gets ENOSYS.
+    /// x32's numbers (bit 30 set) and other architectures go on to libseccomp's program.
+    fn enosys_beyond(&mut self, newest: Option<u32>) {
+        let (Some(newest), Some(arch)) = (newest, native_audit_arch()) else { return };
+        let ins = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter { code: code as u16, jt, jf, k };
+        let (ld, jeq, jge, jgt, ret) = (
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
+            libc::BPF_JMP | libc::BPF_JGT | libc::BPF_K,
+            libc::BPF_RET | libc::BPF_K,
+        );
+        const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+        let prefix = [
+            ins(ld, 0, 0, 4),                                        // 0: seccomp_data.arch
+            ins(jeq, 0, 4, arch),                                    // 1: not native: to 6
+            ins(ld, 0, 0, 0),                                        // 2: seccomp_data.nr
+            ins(jge, 2, 0, 0x4000_0000),                             // 3: x32: to 6
+            ins(jgt, 0, 1, newest),                                  // 4: newer: 5, else 6
+            ins(ret, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32), // 5
+        ];
+        if self.insns.len() + prefix.len() <= (MAX_PROGRAM / 8) as usize {
+            self.insns.splice(0..0, prefix);
+        }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        self.insns
+            .iter()
+            .flat_map(|i| {
+                let mut b = [0u8; 8];
+                b[..2].copy_from_slice(&i.code.to_ne_bytes());
+                b[2] = i.jt;
+                b[3] = i.jf;
+                b[4..].copy_from_slice(&i.k.to_ne_bytes());
+                b
+            })
+            .collect()
     }
 
     /// Loads the program into this process (and, with TSYNC, its threads).
