@@ -80,6 +80,10 @@ pub fn run(c: &Container) -> Result<Outcome> {
         }
         bail!("resource limits need root: cgroups are not delegated to this user");
     }
+    let seccomp = match &c.spec.linux.seccomp {
+        Some(s) => Some(s.program(crate::store::root().ok().map(|r| r.join("seccomp")).as_deref())?),
+        None => None,
+    };
     // Device rules (checked in any case) need a cgroup of our own, which a rootless run
     // cannot have (nothing is delegated; runc skips them too): its user namespace cannot make
     // device nodes, and the host nodes it binds stay guarded by their permissions.
@@ -160,6 +164,7 @@ pub fn run(c: &Container) -> Result<Outcome> {
                 pty_sock: pty_socks.as_ref().map(|p| &p.1),
                 sync: sync.as_ref().map(|p| &p.1),
                 cgroup: cgroup.as_ref(),
+                seccomp: seccomp.as_ref(),
                 winsize: if c.tty { pty::winsize(std::io::stdin().as_fd()) } else { None },
             };
             let failure = child_main(c, &setup, &err_write);
@@ -415,7 +420,7 @@ fn child_main(c: &Container, setup: &ChildSetup, err_pipe: &OwnedFd) -> Failure 
         Err(e) => return Failure::runtime(e),
     };
     if !c.init {
-        return process::exec(&process, setup.rootless);
+        return process::exec(&process, setup.rootless, setup.seccomp);
     }
     // --init: this process stays as PID 1 and reaps; its child becomes the command.
     if let Err(e) = signals::block() {
@@ -425,7 +430,7 @@ fn child_main(c: &Container, setup: &ChildSetup, err_pipe: &OwnedFd) -> Failure 
     match unsafe { fork() } {
         Err(e) => Failure::runtime(anyhow::Error::from(e).context("fork for --init")),
         Ok(ForkResult::Child) => match signals::restore(setup.old_mask) {
-            Ok(()) => process::exec(&process, setup.rootless),
+            Ok(()) => process::exec(&process, setup.rootless, setup.seccomp),
             Err(e) => Failure::runtime(e),
         },
         Ok(ForkResult::Parent { child }) => {
@@ -447,6 +452,7 @@ struct ChildSetup<'a> {
     /// To stop for the runtime's hooks (when config.json has hooks).
     sync: Option<&'a OwnedFd>,
     cgroup: Option<&'a Cgroup>,
+    seccomp: Option<&'a super::seccomp::Program>,
     winsize: Option<libc::winsize>,
 }
 

@@ -4,7 +4,8 @@
 //! pivot_root, users, capabilities, cgroups (with device rules: [`device_rules`], v2's
 //! [`cgroup_bpf`]), the pty, signals, the final process setup and
 //! exec ([`process`]), and the life of one container ([`container`]). [`sealed_exe`] keeps
-//! the runtime's own binary out of the container's reach.
+//! the runtime's own binary out of the container's reach; [`seccomp`] limits the syscalls
+//! the container may make.
 
 pub mod capabilities;
 pub mod cgroup;
@@ -20,6 +21,7 @@ pub mod options;
 pub mod process;
 pub mod pty;
 pub mod sealed_exe;
+pub mod seccomp;
 pub mod signals;
 pub mod spec;
 pub mod sysctl;

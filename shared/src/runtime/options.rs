@@ -137,20 +137,54 @@ fn apply_device_options(spec: &mut Spec, opts: &RunOptions) -> Result<()> {
     Ok(())
 }
 
-/// Applies `--security-opt` entries: `no-new-privileges[=|:true|false]`, and the docker ones
-/// that turn off confinement img-run does not have (seccomp, AppArmor, SELinux labels).
-fn apply_security_opts(p: &mut super::spec::Process, opts: &[String]) -> Result<()> {
+/// What `--security-opt seccomp=…` asked for.
+enum SeccompChoice {
+    /// Nothing said: docker's default for images (off with `--privileged`), the bundle's own.
+    Default,
+    Unconfined,
+    /// A profile file in docker's format.
+    Profile(String),
+}
+
+/// Applies `--security-opt` entries: `no-new-privileges[=|:true|false]`, `seccomp=PROFILE.json|
+/// unconfined`, and the docker ones that turn off confinement img-run does not have (AppArmor,
+/// SELinux labels).
+fn apply_security_opts(p: &mut super::spec::Process, opts: &[String]) -> Result<SeccompChoice> {
+    let mut seccomp = SeccompChoice::Default;
     for opt in opts {
         let (key, value) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), "true"));
         match (key, value) {
             ("no-new-privileges", "true") => p.no_new_privileges = true,
             ("no-new-privileges", "false") => p.no_new_privileges = false,
-            ("seccomp" | "apparmor", "unconfined") | ("label", "disable") => {}
-            _ => bail!(
-                "--security-opt {opt}: not supported (img-run has no seccomp, AppArmor or SELinux confinement)"
-            ),
+            ("seccomp", "unconfined") => seccomp = SeccompChoice::Unconfined,
+            ("seccomp", "" | "true") => bail!("--security-opt {opt}: name a profile file or unconfined"),
+            ("seccomp", file) => seccomp = SeccompChoice::Profile(file.to_string()),
+            ("apparmor", "unconfined") | ("label", "disable") => {}
+            _ => {
+                bail!("--security-opt {opt}: not supported (img-run has no AppArmor or SELinux confinement)")
+            }
         }
     }
+    Ok(seccomp)
+}
+
+/// The container's seccomp filter as docker chooses it: a named profile (even with
+/// `--privileged`), none when unconfined or privileged, else docker's default for an image
+/// and the bundle's own for a bundle. Profiles are resolved against the final bounding set.
+fn choose_seccomp(spec: &mut Spec, choice: SeccompChoice, privileged: bool, bundle_mode: bool) -> Result<()> {
+    let bounding = spec.process.capabilities.as_ref().map(|c| c.bounding.clone()).unwrap_or_default();
+    spec.linux.seccomp = match choice {
+        SeccompChoice::Unconfined => None,
+        SeccompChoice::Profile(file) => {
+            let what = format!("--security-opt seccomp={file}");
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("{what}: reading the profile"))?;
+            Some(super::seccomp::Profile::parse(&text, &what)?.resolve(&bounding).context(what)?)
+        }
+        SeccompChoice::Default if privileged => None,
+        SeccompChoice::Default if bundle_mode => spec.linux.seccomp.take(),
+        SeccompChoice::Default => Some(super::seccomp::docker_default(&bounding)),
+    };
     Ok(())
 }
 
@@ -270,12 +304,13 @@ pub fn apply(spec: &mut Spec, opts: &RunOptions, bundle_mode: bool) -> Result<Op
         keep(&mut caps.inheritable, &bounding);
         keep(&mut caps.ambient, &bounding);
     }
-    apply_security_opts(p, &opts.security_opt)?;
+    let seccomp = apply_security_opts(p, &opts.security_opt)?;
     for u in &opts.ulimits {
         let limit = parse_ulimit(u)?;
         p.rlimits.retain(|r| r.kind != limit.kind);
         p.rlimits.push(limit);
     }
+    choose_seccomp(spec, seccomp, opts.privileged, bundle_mode)?;
     if let Some(h) = &opts.hostname {
         spec.hostname = Some(h.clone());
     }
@@ -517,6 +552,41 @@ mod tests {
         assert_eq!(args(&both, Some(""), &["sh"]), ["sh"]);
         assert_eq!(args(&config(None, Some(&["sh"])), None, &[]), ["sh"]);
         assert!(args(&config(None, None), None, &[]).is_empty());
+    }
+
+    #[test]
+    fn seccomp_as_docker_chooses_it() {
+        let allows = |spec: &Spec, name: &str| {
+            spec.linux.seccomp.as_ref().is_some_and(|s| {
+                s.syscalls.iter().any(|r| r.action == "SCMP_ACT_ALLOW" && r.names.iter().any(|n| n == name))
+            })
+        };
+        let run = |opts: RunOptions, bundle: bool| {
+            let mut spec = Spec::docker_default();
+            if bundle {
+                spec.linux.seccomp = None;
+            }
+            apply(&mut spec, &opts, bundle).map(|_| spec)
+        };
+        let opt = |s: &str| vec![s.to_string()];
+        let plain = run(RunOptions::default(), false).unwrap();
+        assert!(plain.linux.seccomp.is_some() && !allows(&plain, "mount"));
+        let admin = run(RunOptions { cap_add: opt("SYS_ADMIN"), ..RunOptions::default() }, false).unwrap();
+        assert!(allows(&admin, "mount") && allows(&admin, "unshare"));
+        let unconfined =
+            run(RunOptions { security_opt: opt("seccomp=unconfined"), ..RunOptions::default() }, false)
+                .unwrap();
+        assert!(unconfined.linux.seccomp.is_none());
+        let privileged = run(RunOptions { privileged: true, ..RunOptions::default() }, false).unwrap();
+        assert!(privileged.linux.seccomp.is_none());
+        // A bundle keeps what it has (here: nothing).
+        assert!(run(RunOptions::default(), true).unwrap().linux.seccomp.is_none());
+        for bad in ["seccomp=", "seccomp=/nonexistent.json", "apparmor=myprofile"] {
+            assert!(
+                run(RunOptions { security_opt: opt(bad), ..RunOptions::default() }, false).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

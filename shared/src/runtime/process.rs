@@ -1,6 +1,7 @@
 //! The last steps in the container before its command runs: rlimits, the user and groups,
 //! capabilities, umask, no_new_privs, the working directory (checked to be inside the
-//! container), every descriptor but stdio closed, and exec with docker's exit codes.
+//! container), every descriptor but stdio closed, the seccomp filter, and exec with docker's
+//! exit codes.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::capabilities;
+use super::seccomp::Program;
 use super::spec::{Process, Rlimit};
 use super::user;
 
@@ -196,13 +198,21 @@ pub fn make_cwd(cwd: &str) -> Result<()> {
     Ok(())
 }
 
-/// Everything from the user switch to exec. Returns only on failure.
-pub fn exec(p: &Process, userns: bool) -> Failure {
+/// Everything from the user switch to exec, with the `seccomp` program loaded on the way.
+/// Returns only on failure.
+pub fn exec(p: &Process, userns: bool, seccomp: Option<&Program>) -> Failure {
     if p.args.is_empty() {
         return Failure::runtime(anyhow!("no command given, and the image has neither Entrypoint nor Cmd"));
     }
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we still hold
+    // every capability, so what follows (the identity switch, chdir, exec) runs under it.
+    // With no_new_privs, load it right before exec, so it need allow only execve.
+    let (early, late) = if p.no_new_privileges { (None, seccomp) } else { (seccomp, None) };
     let prepared = (|| -> Result<(Vec<CString>, Vec<CString>)> {
         set_rlimits(&p.rlimits)?;
+        if let Some(f) = early {
+            f.load()?;
+        }
         switch_identity(p, userns)?;
         // SAFETY: umask cannot fail.
         unsafe { libc::umask(p.user.umask.unwrap_or(0o022)) };
@@ -238,6 +248,11 @@ pub fn exec(p: &Process, userns: bool) -> Failure {
     // (the error pipe to img-run among them, which closes when exec succeeds).
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes flags.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if let Some(f) = late
+        && let Err(e) = f.load()
+    {
+        return Failure::runtime(e);
+    }
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();

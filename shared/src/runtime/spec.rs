@@ -219,6 +219,8 @@ pub struct Linux {
     pub sysctl: std::collections::BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroups_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<super::seccomp::Seccomp>,
 }
 
 /// A device node the container gets (`linux.devices`).
@@ -347,6 +349,7 @@ impl Spec {
     /// fill in.
     pub fn docker_default() -> Spec {
         let caps: Vec<String> = capabilities::DOCKER_DEFAULT.iter().map(|c| c.to_string()).collect();
+        let seccomp = Some(super::seccomp::docker_default(&caps));
         Spec {
             oci_version: "1.0.2".to_string(),
             process: Process {
@@ -402,6 +405,7 @@ impl Spec {
                     devices: super::device_rules::docker_default(),
                     ..Resources::default()
                 }),
+                seccomp,
                 ..Linux::default()
             },
         }

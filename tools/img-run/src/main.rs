@@ -87,8 +87,9 @@ struct Args {
     /// Drop a capability (or ALL)
     #[arg(long, value_name = "CAP")]
     cap_drop: Vec<String>,
-    /// no-new-privileges[=true|false] (seccomp=unconfined, apparmor=unconfined and
-    /// label=disable are accepted: img-run confines with neither)
+    /// no-new-privileges[=true|false], seccomp=PROFILE.json|unconfined (docker's default
+    /// profile otherwise); apparmor=unconfined and label=disable are accepted (img-run has
+    /// neither confinement)
     #[arg(long, value_name = "OPT")]
     security_opt: Vec<String>,
     /// Give the container a host device (HOST[:CONTAINER[:PERMISSIONS]], e.g. /dev/fuse)
