@@ -97,10 +97,10 @@ pub fn run(c: &Container) -> Result<Outcome> {
         None => Cgroup::create(&c.id, resources, &device_rules)?,
     };
     // Rootless: the invoking user is root, and its subordinate ids the others (when it has
-    // them and the spec gives no mappings of its own).
+    // them, the tool allows it and the spec gives no mappings of its own).
     let rootless_ids = if rootless {
         let own_maps = !c.spec.linux.uid_mappings.is_empty() || !c.spec.linux.gid_mappings.is_empty();
-        Some(namespaces::enter_rootless_userns(!own_maps)?)
+        Some(namespaces::enter_rootless_userns(own_maps)?)
     } else {
         None
     };

@@ -154,19 +154,33 @@ fn find_helper(name: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Enters a new user namespace in which the calling (unprivileged) user is root. With
-/// `subordinate` (the spec gives no mappings of its own) and ranges for the user in
-/// /etc/subuid and /etc/subgid and the setuid helpers `newuidmap`/`newgidmap`, container ids
-/// 1.. are the user's subordinate ids, written by the helpers from outside; otherwise the
-/// user is alone. Must run while the process has a single thread.
-pub fn enter_rootless_userns(subordinate: bool) -> Result<RootlessIds> {
+static SUBORDINATE_IDS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets this process's rootless containers map the invoking user's subordinate ids. img-run
+/// does; img-build does not (yet): it reads a RUN step's changes from outside the user
+/// namespace, where a file of a subordinate id is neither readable as the user's nor recorded
+/// with its container owner.
+pub fn allow_subordinate_ids() {
+    SUBORDINATE_IDS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Enters a new user namespace in which the calling (unprivileged) user is root. Unless the
+/// spec gives mappings of its own (`own_maps`), when [`allow_subordinate_ids`] was called and
+/// /etc/subuid and /etc/subgid give the user ranges and the setuid helpers
+/// `newuidmap`/`newgidmap` are installed, container ids 1.. are the user's subordinate ids,
+/// written by the helpers from outside; otherwise the user is alone. Must run while the
+/// process has a single thread.
+pub fn enter_rootless_userns(own_maps: bool) -> Result<RootlessIds> {
     let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
     let name = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name);
     let user = name.clone().unwrap_or_else(|| uid.to_string());
-    let plan = if subordinate {
-        subordinate_plan(name.as_deref(), uid.as_raw(), gid.as_raw())
-    } else {
+    let plan = if own_maps {
         Err("config.json gives the mappings (linux.uidMappings)".to_string())
+    } else if !SUBORDINATE_IDS.load(std::sync::atomic::Ordering::Relaxed) {
+        Err("this tool maps only the invoking user when rootless (img-run maps /etc/subuid's ranges)"
+            .to_string())
+    } else {
+        subordinate_plan(name.as_deref(), uid.as_raw(), gid.as_raw())
     };
     let (uid_args, gid_args, newuidmap, newgidmap) = match plan {
         Ok(p) => p,
