@@ -96,9 +96,14 @@ pub fn run(c: &Container) -> Result<Outcome> {
         Some(path) => Some(Cgroup::create_at(path, resources, &device_rules)?),
         None => Cgroup::create(&c.id, resources, &device_rules)?,
     };
-    if rootless {
-        namespaces::enter_rootless_userns()?;
-    }
+    // Rootless: the invoking user is root, and its subordinate ids the others (when it has
+    // them, the tool allows it and the spec gives no mappings of its own).
+    let rootless_ids = if rootless {
+        let own_maps = !c.spec.linux.uid_mappings.is_empty() || !c.spec.linux.gid_mappings.is_empty();
+        Some(namespaces::enter_rootless_userns(own_maps)?)
+    } else {
+        None
+    };
     if mapped {
         // The child joins the cgroup from inside the user namespace, as the mapped root.
         if let Some(cg) = &cgroup {
@@ -157,7 +162,7 @@ pub fn run(c: &Container) -> Result<Outcome> {
             drop(err_read);
             let setup = ChildSetup {
                 flags,
-                rootless,
+                rootless_ids: rootless_ids.as_ref(),
                 userns: rootless || mapped,
                 old_mask: &old_mask,
                 devnull: &devnull,
@@ -419,8 +424,10 @@ fn child_main(c: &Container, setup: &ChildSetup, err_pipe: &OwnedFd) -> Failure 
         Ok(p) => p,
         Err(e) => return Failure::runtime(e),
     };
+    // The single rootless mapping denies setgroups; subordinate ids allow it.
+    let no_setgroups = setup.rootless_ids.is_some_and(|ids| !ids.can_setgroups());
     if !c.init {
-        return process::exec(&process, setup.rootless, setup.seccomp);
+        return process::exec(&process, no_setgroups, setup.seccomp);
     }
     // --init: this process stays as PID 1 and reaps; its child becomes the command.
     if let Err(e) = signals::block() {
@@ -430,7 +437,7 @@ fn child_main(c: &Container, setup: &ChildSetup, err_pipe: &OwnedFd) -> Failure 
     match unsafe { fork() } {
         Err(e) => Failure::runtime(anyhow::Error::from(e).context("fork for --init")),
         Ok(ForkResult::Child) => match signals::restore(setup.old_mask) {
-            Ok(()) => process::exec(&process, setup.rootless, setup.seccomp),
+            Ok(()) => process::exec(&process, no_setgroups, setup.seccomp),
             Err(e) => Failure::runtime(e),
         },
         Ok(ForkResult::Parent { child }) => {
@@ -443,7 +450,8 @@ fn child_main(c: &Container, setup: &ChildSetup, err_pipe: &OwnedFd) -> Failure 
 /// What the parent hands the child besides the container.
 struct ChildSetup<'a> {
     flags: CloneFlags,
-    rootless: bool,
+    /// Rootless: which container ids are mapped.
+    rootless_ids: Option<&'a namespaces::RootlessIds>,
     /// In a user namespace (rootless, or the spec's): no mknod, host devices are bound.
     userns: bool,
     old_mask: &'a nix::sys::signal::SigSet,
@@ -458,7 +466,7 @@ struct ChildSetup<'a> {
 
 /// Namespaces, cgroup, filesystem, hostname, user and terminal: everything before exec.
 fn prepare(c: &Container, s: &ChildSetup) -> Result<super::spec::Process> {
-    let (flags, rootless) = (s.flags, s.rootless);
+    let flags = s.flags;
     signals::restore(s.old_mask)?;
     // SAFETY: prctl with integer arguments: die with img-run.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
@@ -494,7 +502,7 @@ fn prepare(c: &Container, s: &ChildSetup) -> Result<super::spec::Process> {
         }
     }
     let mut process = c.spec.process.clone();
-    process::resolve_user(&mut process, c.user.as_deref(), &c.group_add, rootless)?;
+    process::resolve_user(&mut process, c.user.as_deref(), &c.group_add, s.rootless_ids)?;
     process::make_cwd(&process.cwd)?;
     match s.pty_sock {
         Some(sock) => {

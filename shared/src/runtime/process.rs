@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::capabilities;
+use super::namespaces::RootlessIds;
 use super::seccomp::Program;
 use super::spec::{Process, Rlimit};
 use super::user;
@@ -34,15 +35,20 @@ pub const NOT_EXECUTABLE: i32 = 126;
 pub const NOT_FOUND: i32 = 127;
 
 /// The user switch: from a docker-style `user[:group]` to resolve in the container, or the
-/// spec's numeric ids.
+/// spec's numeric ids. Rootless, the ids must be among those mapped (`rootless`).
 pub fn resolve_user(
     process: &mut Process,
     name: Option<&str>,
     group_add: &[String],
-    userns: bool,
+    rootless: Option<&RootlessIds>,
 ) -> Result<()> {
-    if !group_add.is_empty() && userns {
-        bail!("--group-add: a rootless container has no other groups to add");
+    // The single rootless mapping (no subordinate ids) cannot set groups at all.
+    let no_groups = rootless.filter(|ids| !ids.can_setgroups());
+    if let Some(ids) = no_groups
+        && !group_add.is_empty()
+    {
+        let why = ids.single_because.as_deref().unwrap_or_default();
+        bail!("--group-add: a rootless container without subordinate ids has no other groups: {why}");
     }
     // Read only when a name or a group needs it: most runs give neither.
     let group = if name.is_some() || !group_add.is_empty() {
@@ -52,6 +58,9 @@ pub fn resolve_user(
     };
     for g in group_add {
         let gid = user::group_id(g, &group).context("--group-add")?;
+        if let Some(ids) = rootless {
+            ids.check(&format!("--group-add {g}"), "gid", gid)?;
+        }
         if !process.user.additional_gids.contains(&gid) {
             process.user.additional_gids.push(gid);
         }
@@ -62,21 +71,24 @@ pub fn resolve_user(
     };
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let u = user::resolve(name, &passwd, &group)?;
-    if userns && (u.uid != 0 || u.gid != 0) {
-        bail!("user {name:?}: a rootless container maps only root (uid 0) to the invoking user");
+    if let Some(ids) = rootless {
+        ids.check(&format!("user {name:?}"), "uid", u.uid)?;
+        ids.check(&format!("user {name:?}"), "gid", u.gid)?;
     }
     process.user.uid = u.uid;
     process.user.gid = u.gid;
-    // As docker does: the primary group first, then the groups that list the user.
+    // As docker does: the primary group first, then the groups that list the user (rootless,
+    // those mapped: a group beyond the subordinate ids cannot be held).
     let mut groups = vec![u.gid];
-    groups.extend(u.groups.into_iter().filter(|g| *g != u.gid));
+    let mapped = |g: &u32| rootless.is_none_or(|ids| *g < ids.gids);
+    groups.extend(u.groups.into_iter().filter(|g| *g != u.gid && mapped(g)));
     // ... then those of --group-add.
     for gid in std::mem::take(&mut process.user.additional_gids) {
         if !groups.contains(&gid) {
             groups.push(gid);
         }
     }
-    process.user.additional_gids = if userns { Vec::new() } else { groups };
+    process.user.additional_gids = if no_groups.is_some() { Vec::new() } else { groups };
     set_home(process, Some(&u.home));
     Ok(())
 }
@@ -137,15 +149,15 @@ fn os_err<T>(what: &str, rc: libc::c_int, ok: T) -> Result<T> {
 
 /// Switches to the process's user and groups keeping capabilities, then sets the capability
 /// sets. The bounding set is limited first, while we still hold CAP_SETPCAP.
-fn switch_identity(p: &Process, userns: bool) -> Result<()> {
+fn switch_identity(p: &Process, no_setgroups: bool) -> Result<()> {
     let caps = p.capabilities.clone().unwrap_or_default();
     capabilities::limit_bounding(capabilities::mask(&caps.bounding)?)?;
     let groups: Vec<libc::gid_t> = p.user.additional_gids.clone();
-    if !userns {
+    if !no_setgroups {
         // SAFETY: setgroups with a valid slice.
         os_err("setgroups", unsafe { libc::setgroups(groups.len(), groups.as_ptr()) }, ())?;
     } else if !groups.is_empty() {
-        bail!("additional groups cannot be set in a rootless container");
+        bail!("additional groups cannot be set in a rootless container without subordinate ids");
     }
     let (uid, gid) = (p.user.uid, p.user.gid);
     // SAFETY: plain syscalls with integer arguments.
@@ -199,8 +211,9 @@ pub fn make_cwd(cwd: &str) -> Result<()> {
 }
 
 /// Everything from the user switch to exec, with the `seccomp` program loaded on the way.
-/// Returns only on failure.
-pub fn exec(p: &Process, userns: bool, seccomp: Option<&Program>) -> Failure {
+/// Returns only on failure. `no_setgroups`: the user namespace denies setgroups (rootless,
+/// without subordinate ids).
+pub fn exec(p: &Process, no_setgroups: bool, seccomp: Option<&Program>) -> Failure {
     if p.args.is_empty() {
         return Failure::runtime(anyhow!("no command given, and the image has neither Entrypoint nor Cmd"));
     }
@@ -213,7 +226,7 @@ pub fn exec(p: &Process, userns: bool, seccomp: Option<&Program>) -> Failure {
         if let Some(f) = early {
             f.load()?;
         }
-        switch_identity(p, userns)?;
+        switch_identity(p, no_setgroups)?;
         // SAFETY: umask cannot fail.
         unsafe { libc::umask(p.user.umask.unwrap_or(0o022)) };
         if p.no_new_privileges {

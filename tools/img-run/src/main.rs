@@ -155,6 +155,8 @@ fn main() -> ExitCode {
         eprintln!("img-run: {}", cli::one_line(&e));
         return ExitCode::from(125);
     }
+    // Rootless, -u and --group-add may use the user's ids of /etc/subuid and /etc/subgid.
+    runtime::namespaces::allow_subordinate_ids();
     cli::run("img-run", || {
         let mut args = match Args::try_parse() {
             Ok(a) => a,
