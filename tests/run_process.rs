@@ -269,6 +269,7 @@ fn tty_has_the_callers_window_size_and_restores_its_mode() {
     // Drain the pty while the container runs, so it never blocks on a full buffer.
     // SAFETY: the master descriptor is ours alone.
     let mut reader = unsafe { std::fs::File::from_raw_fd(master) };
+    let (chunks, received) = std::sync::mpsc::channel::<Vec<u8>>();
     let collected = std::thread::spawn(move || {
         let mut all = Vec::new();
         let mut buf = [0u8; 4096];
@@ -277,11 +278,19 @@ fn tty_has_the_callers_window_size_and_restores_its_mode() {
                 break;
             }
             all.extend_from_slice(&buf[..n]);
+            let _ = chunks.send(buf[..n].to_vec());
         }
         all
     });
-    // Typed on the caller's terminal, read by the container.
-    std::thread::sleep(Duration::from_millis(500));
+    // Typed on the caller's terminal once the container is reading it (it prints its
+    // terminal's name first), however long starting took on a loaded machine.
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("console") {
+        match received.recv_timeout(Duration::from_secs(30)) {
+            Ok(chunk) => seen.extend(chunk),
+            Err(_) => break,
+        }
+    }
     // SAFETY: writing a buffer we own to the master, which the reader thread shares.
     unsafe { libc::write(master, b"typed\r".as_ptr().cast(), 6) };
     let status = child.wait().unwrap();
