@@ -32,7 +32,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
 
 use anyhow::{Context, Result, bail};
-use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::fs::{MemfdFlags, Mode, OFlags, SealFlags};
 
 /// The seals that make the copy immutable for good.
 const SEALS: SealFlags =
@@ -45,10 +45,15 @@ const SEALS: SealFlags =
 /// exec would lose.
 pub fn ensure(name: &str) -> Result<()> {
     let exe = File::open("/proc/self/exe").context("opening /proc/self/exe")?;
-    if is_sealed(&exe) {
+    if is_sealed(&exe) || on_read_only_overlay(&exe) {
         return Ok(());
     }
-    let copy = sealed_copy(&exe, name)?;
+    // As root, a read-only overlay of the binary's directory costs no copy (runc does the
+    // same); elsewhere, or where overlayfs refuses, the sealed memfd.
+    let copy = match read_only_view() {
+        Some(view) => view,
+        None => sealed_copy(&exe, name)?,
+    };
     drop(exe);
     let args = c_strings(std::env::args_os())?;
     let env = c_strings(std::env::vars_os().map(|(k, v)| {
@@ -59,6 +64,46 @@ pub fn ensure(name: &str) -> Result<()> {
     }))?;
     let Err(err) = nix::unistd::fexecve(&copy, &args, &env);
     Err(err).context("executing the sealed copy of the binary")
+}
+
+/// Whether the binary runs from a read-only overlayfs mount: no write can reach it through
+/// that file (overlayfs has no upper layer to copy it up to).
+fn on_read_only_overlay(file: &File) -> bool {
+    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+    let Ok(fs) = rustix::fs::fstatfs(file) else { return false };
+    let Ok(vfs) = rustix::fs::fstatvfs(file) else { return false };
+    fs.f_type as i64 == OVERLAYFS_SUPER_MAGIC && vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY)
+}
+
+/// The running binary through a read-only overlayfs mount of its directory that is attached
+/// nowhere (`fsmount`): exec from it and `/proc/self/exe` names a file that cannot be opened
+/// for writing, without copying the binary. Needs CAP_SYS_ADMIN and Linux 6.8 (`lowerdir+`);
+/// `None` where that is not had.
+fn read_only_view() -> Option<File> {
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let path = std::fs::read_link("/proc/self/exe").ok()?;
+    let (dir, name) = (path.parent()?, path.file_name()?);
+    if !path.is_absolute() || path.as_os_str().as_encoded_bytes().ends_with(b" (deleted)") {
+        return None;
+    }
+    let attrs = MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV;
+    // Without an upper layer overlayfs wants two lower ones: the binary's directory and an
+    // empty tmpfs, itself attached nowhere.
+    let tmpfs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).ok()?;
+    rustix::mount::fsconfig_create(&tmpfs).ok()?;
+    let empty = rustix::mount::fsmount(&tmpfs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).ok()?;
+    let lower = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let overlay = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).ok()?;
+    rustix::mount::fsconfig_set_fd(&overlay, "lowerdir+", &lower).ok()?;
+    rustix::mount::fsconfig_set_fd(&overlay, "lowerdir+", &empty).ok()?;
+    rustix::mount::fsconfig_create(&overlay).ok()?;
+    let mnt = rustix::mount::fsmount(&overlay, FsMountFlags::FSMOUNT_CLOEXEC, attrs).ok()?;
+    let fd = rustix::fs::openat(&mnt, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let file = File::from(fd);
+    on_read_only_overlay(&file).then_some(file)
 }
 
 /// Whether the file carries every seal of [`SEALS`].
