@@ -1,9 +1,11 @@
 //! The subset of the OCI runtime spec's `config.json` that img-run reads (what img-unpack and
 //! umoci write), and the docker-like default used for containers run from an image.
 //!
-//! Reading is strict about what the spec defines: every field is either applied or refused
-//! with an error naming it ([`super::fields`]); properties the spec does not define are ignored
-//! as it requires, with a warning. Missing fields take the spec's defaults.
+//! Reading is strict about what the spec defines: the config is first read with the `oci-spec`
+//! crate's types, then every field is either applied or refused with an error naming it
+//! ([`super::fields::read`]); properties the spec does not define are ignored as it requires,
+//! with a warning. Missing fields take the spec's defaults. These types, not oci-spec's, are
+//! what the runtime applies: they carry img-run's exact semantics (see docs/decisions.md).
 
 use std::path::Path;
 
@@ -318,14 +320,14 @@ impl Spec {
         if bytes.len() as u64 > MAX_CONFIG {
             anyhow::bail!("{shown} is larger than {} MiB", MAX_CONFIG >> 20);
         }
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes)
             .with_context(|| format!("{}: malformed runtime config", path.display()))?;
-        for unknown in super::fields::check(&value)? {
+        for unknown in super::fields::read(&mut value)? {
             eprintln!(
                 "img-run: warning: config.json: ignoring {unknown}, which the runtime spec does not define"
             );
         }
-        serde_json::from_value(value).with_context(|| format!("{}: malformed runtime config", path.display()))
+        super::fields::typed(&value)
     }
 
     /// Whether the spec asks for a namespace of this type (`pid`, `network`, …).
