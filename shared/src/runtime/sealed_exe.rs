@@ -69,10 +69,10 @@ pub fn ensure(name: &str) -> Result<()> {
 /// Whether the binary runs from a read-only overlayfs mount: no write can reach it through
 /// that file (overlayfs has no upper layer to copy it up to).
 fn on_read_only_overlay(file: &File) -> bool {
-    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+    const OVERLAYFS_SUPER_MAGIC: u32 = 0x794c_7630;
     let Ok(fs) = rustix::fs::fstatfs(file) else { return false };
     let Ok(vfs) = rustix::fs::fstatvfs(file) else { return false };
-    fs.f_type as i64 == OVERLAYFS_SUPER_MAGIC && vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY)
+    fs.f_type as u32 == OVERLAYFS_SUPER_MAGIC && vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY)
 }
 
 /// The running binary through a read-only overlayfs mount of its directory that is attached
@@ -95,7 +95,8 @@ fn read_only_view() -> Option<File> {
     let tmpfs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).ok()?;
     rustix::mount::fsconfig_create(&tmpfs).ok()?;
     let empty = rustix::mount::fsmount(&tmpfs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).ok()?;
-    let lower = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let lower =
+        rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
     let overlay = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).ok()?;
     rustix::mount::fsconfig_set_fd(&overlay, "lowerdir+", &lower).ok()?;
     rustix::mount::fsconfig_set_fd(&overlay, "lowerdir+", &empty).ok()?;
