@@ -9,7 +9,6 @@ mod run_common;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use img::test_image::{Compression, Entry, Layer, TestImage};
 use img_e2e::check::digest_of_file;
@@ -27,25 +26,17 @@ const ALL_SEALS: i64 = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
 const INTERPRETER: &str = "lib64/ld-linux-x86-64.so.2";
 
 /// Compiles the probe (no libc, static, not position-independent) into `dir`.
-fn compile_probe(dir: &Path) -> Vec<u8> {
-    img_e2e::require("gcc");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/exe_probe.c");
-    let out = dir.join("probe");
-    let status = Command::new("gcc")
-        .args(["-nostdlib", "-static", "-fno-pie", "-no-pie", "-fno-stack-protector", "-O2", "-o"])
-        .arg(&out)
-        .arg(&source)
-        .status()
-        .expect("running gcc");
-    assert!(status.success(), "gcc could not build {}", source.display());
-    fs::read(&out).unwrap()
+fn compile_probe() -> Vec<u8> {
+    img_e2e::compile_c(
+        "exe_probe.c",
+        &["-nostdlib", "-static", "-fno-pie", "-no-pie", "-fno-stack-protector", "-O2"],
+    )
 }
 
 /// An image whose only file is the probe, as the dynamic loader, and whose entrypoint is
 /// `/proc/self/exe` with `args`.
 fn probe_image(args: &[&str]) -> TestImage {
-    let dir = tempfile::tempdir().unwrap();
-    let probe = compile_probe(dir.path());
+    let probe = compile_probe();
     let mut entrypoint = vec!["/proc/self/exe"];
     entrypoint.extend_from_slice(args);
     TestImage::new()

@@ -7,8 +7,8 @@ mod run_common;
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+
+use std::process::Output;
 
 use img::test_image::{Entry, Layer};
 use img_e2e::{assert_success, stderr};
@@ -23,18 +23,7 @@ const ENOSYS: i32 = 38;
 
 /// Compiles the probe, static, so it runs in the busybox image.
 fn compile_probe() -> Vec<u8> {
-    img_e2e::require("gcc");
-    let dir = tempfile::tempdir().unwrap();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/seccomp_probe.c");
-    let out = dir.path().join("probe");
-    let status = Command::new("gcc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&out)
-        .arg(&source)
-        .status()
-        .expect("running gcc");
-    assert!(status.success(), "gcc could not build {}", source.display());
-    fs::read(&out).unwrap()
+    img_e2e::compile_c("seccomp_probe.c", &["-static", "-O2"])
 }
 
 /// The busybox image (with `unshare`) plus `/probe`, as `bb:1` and `localhost/sc:1`.

@@ -36,6 +36,19 @@ pub fn require(tool: &str) {
     assert!(found, "{tool} is not installed: run scripts/setup");
 }
 
+/// Compiles `tests/support/NAME` with gcc and `flags` (static probes that tests put into
+/// images) and returns the binary's bytes.
+pub fn compile_c(name: &str, flags: &[&str]) -> Vec<u8> {
+    require("gcc");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support").join(name);
+    let out = dir.path().join("probe");
+    let status =
+        Command::new("gcc").args(flags).arg("-o").arg(&out).arg(&source).status().expect("running gcc");
+    assert!(status.success(), "gcc could not build {}", source.display());
+    std::fs::read(&out).expect("the compiled probe")
+}
+
 /// A private store (`IMG_ROOT`) in a temp directory, removed when dropped.
 pub struct Store {
     pub dir: tempfile::TempDir,
