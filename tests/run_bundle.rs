@@ -4,7 +4,6 @@
 mod run_common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,19 +15,6 @@ const PROBE: &str = "id; hostname; grep -E '^(Cap|NoNewPrivs)' /proc/self/status
     ls -l /dev | awk '{print $1, $NF}' | sort; ls /; pwd; echo $$; env | sort; \
     cat /proc/self/uid_map; ulimit -n; ls /sys/class/net; \
     awk '{print $5, substr($6,1,2)}' /proc/self/mountinfo | grep -v '^/sys/fs/cgroup' | sort";
-
-fn runc(bundle: &Path, state: &Path, id: &str) -> std::process::Output {
-    img_e2e::require("runc");
-    let mut cmd = Command::new("runc");
-    cmd.arg("--root").arg(state).args(["run", "--bundle"]).arg(bundle).arg(id);
-    run_timeout(&mut cmd, "", Duration::from_secs(60))
-}
-
-fn img_run_bundle(bundle: &Path, extra: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(img_run());
-    cmd.args(extra).arg(bundle);
-    run_timeout(&mut cmd, "", Duration::from_secs(60))
-}
 
 #[test]
 fn umocis_bundle_runs() {

@@ -11,18 +11,9 @@ use std::time::Duration;
 use run_common::*;
 use serde_json::json;
 
-fn img_run_bundle(bundle: &Path) -> Output {
-    let mut cmd = Command::new(img_run());
-    cmd.arg(bundle);
-    run_timeout(&mut cmd, "", Duration::from_secs(60))
-}
-
 fn runc(env: &Env, bundle: &Path) -> Output {
-    img_e2e::require("runc");
     let id = format!("img-fields-{}-{}", std::process::id(), bundle.file_name().unwrap().to_string_lossy());
-    let mut cmd = Command::new("runc");
-    cmd.arg("--root").arg(env.store.path().join("runc-state")).args(["run", "--bundle"]).arg(bundle).arg(id);
-    run_timeout(&mut cmd, "", Duration::from_secs(60))
+    run_common::runc(bundle, &env.store.path().join("runc-state"), &id)
 }
 
 /// img-run fails before the command runs, with one line naming `what`.
@@ -41,7 +32,7 @@ fn a_namespace_listed_twice_is_an_error() {
     edit_config(&bundle, |c| {
         c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "uts"}));
     });
-    assert_refused(&img_run_bundle(&bundle), "lists the uts namespace twice");
+    assert_refused(&img_run_bundle(&bundle, &[]), "lists the uts namespace twice");
 }
 
 #[test]
@@ -58,7 +49,7 @@ fn fields_img_run_does_not_apply_are_refused_by_name() {
             let (parent, key) = field.split_once('.').unwrap();
             c[parent][key] = value.clone();
         });
-        assert_refused(&img_run_bundle(&bundle), field);
+        assert_refused(&img_run_bundle(&bundle, &[]), field);
     }
     // A mount option img-run does not apply, on a bind (where the kernel would not notice).
     let bundle = env.umoci_bundle(&["echo", "ran"]);
@@ -67,11 +58,11 @@ fn fields_img_run_does_not_apply_are_refused_by_name() {
             json!({"destination": "/mnt", "type": "bind", "source": "/tmp", "options": ["rbind", "idmap"]});
         c["mounts"].as_array_mut().unwrap().push(m);
     });
-    assert_refused(&img_run_bundle(&bundle), "idmap");
+    assert_refused(&img_run_bundle(&bundle, &[]), "idmap");
     // A property the spec does not define is ignored, as the spec requires, with a warning.
     let bundle = env.umoci_bundle(&["echo", "ran"]);
     edit_config(&bundle, |c| c["process"]["notAField"] = json!(1));
-    let out = img_run_bundle(&bundle);
+    let out = img_run_bundle(&bundle, &[]);
     img_e2e::assert_success(&out, "an undefined property");
     let err = img_e2e::stderr(&out);
     assert!(err.contains("process.notAField") && err.lines().count() == 1, "{err}");
@@ -104,7 +95,7 @@ fn mounts_show_their_sources_in_the_listed_order() {
             .map(|m| m["destination"].as_str().unwrap().to_string())
             .collect()
     };
-    let out = img_run_bundle(&bundle);
+    let out = img_run_bundle(&bundle, &[]);
     img_e2e::assert_success(&out, "img-run");
     let text = stdout(&out);
     let seen: Vec<(&str, &str)> = text
@@ -159,7 +150,7 @@ fn an_rro_bind_is_read_only_all_the_way_down() {
         mounts.push(json!({"destination": "/b", "type": "bind", "source": dir, "options": ["rbind", "ro"]}));
         mounts.push(json!({"destination": "/c", "type": "bind", "source": sym.path(), "options": ["bind", "nosymfollow"]}));
     });
-    let out = img_run_bundle(&bundle);
+    let out = img_run_bundle(&bundle, &[]);
     img_e2e::assert_success(&out, "img-run");
     // `rro` makes the mount inside read-only too. (img-run makes an `ro` rbind read-only all
     // the way down as well, as docker's `-v …:ro` does; runc only its top.)
@@ -174,7 +165,7 @@ fn namespaced_sysctls_are_set_others_refused() {
     let env = Env::new();
     let bundle = env.umoci_bundle(&["cat", "/proc/sys/kernel/shmmax"]);
     edit_config(&bundle, |c| c["linux"]["sysctl"] = json!({"kernel.shmmax": "123456789"}));
-    let out = img_run_bundle(&bundle);
+    let out = img_run_bundle(&bundle, &[]);
     img_e2e::assert_success(&out, "img-run");
     assert_eq!(stdout(&out), "123456789\n");
     let host = std::fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
@@ -182,13 +173,13 @@ fn namespaced_sysctls_are_set_others_refused() {
     assert_eq!(stdout(&runc(&env, &bundle)), "123456789\n");
 
     edit_config(&bundle, |c| c["linux"]["sysctl"] = json!({"vm.swappiness": "1"}));
-    assert_refused(&img_run_bundle(&bundle), "vm.swappiness");
+    assert_refused(&img_run_bundle(&bundle, &[]), "vm.swappiness");
     // An IPC parameter without an IPC namespace of the container's own.
     edit_config(&bundle, |c| {
         c["linux"]["sysctl"] = json!({"kernel.shmmax": "1"});
         c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "ipc");
     });
-    assert_refused(&img_run_bundle(&bundle), "kernel.shmmax needs a ipc namespace");
+    assert_refused(&img_run_bundle(&bundle, &[]), "kernel.shmmax needs a ipc namespace");
 }
 
 #[test]
@@ -196,7 +187,7 @@ fn oom_score_adj_is_applied() {
     let env = Env::new();
     let bundle = env.umoci_bundle(&["cat", "/proc/self/oom_score_adj"]);
     edit_config(&bundle, |c| c["process"]["oomScoreAdj"] = json!(345));
-    let out = img_run_bundle(&bundle);
+    let out = img_run_bundle(&bundle, &[]);
     img_e2e::assert_success(&out, "img-run");
     assert_eq!(stdout(&out), "345\n");
     assert_eq!(stdout(&runc(&env, &bundle)), "345\n");
@@ -228,7 +219,7 @@ fn a_uts_namespace_is_joined_by_path() {
         nss.push(json!({"type": "uts", "path": ns}));
         c.as_object_mut().unwrap().remove("hostname");
     });
-    let out = img_run_bundle(&bundle);
+    let out = img_run_bundle(&bundle, &[]);
     let theirs = runc(&env, &bundle);
     let _ = holder.kill();
     let _ = holder.wait();
@@ -241,7 +232,7 @@ fn a_uts_namespace_is_joined_by_path() {
         nss.retain(|n| n["type"] != "uts");
         nss.push(json!({"type": "uts", "path": "/proc/self/ns/ipc"}));
     });
-    let out = img_run_bundle(&bundle);
+    let out = img_run_bundle(&bundle, &[]);
     assert_eq!(code(&out), 125, "{}", img_e2e::stderr(&out));
 }
 
@@ -283,7 +274,7 @@ fn hooks_run_with_the_state_on_stdin() {
                 json!({"destination": "/hookout", "type": "bind", "source": out_dir, "options": ["bind"]}),
             );
         });
-        let out = if runtime == "runc" { runc(&env, &bundle) } else { img_run_bundle(&bundle) };
+        let out = if runtime == "runc" { runc(&env, &bundle) } else { img_run_bundle(&bundle, &[]) };
         img_e2e::assert_success(&out, runtime);
         assert_eq!(stdout(&out), "ran\nstarted\n", "{runtime}");
         let mut seen = Vec::new();
@@ -334,18 +325,18 @@ fn a_failing_or_slow_hook_stops_the_container() {
     edit_config(&bundle, |c| {
         c["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]}]});
     });
-    assert_refused(&img_run_bundle(&bundle), "hooks.createRuntime[0] /bin/sh: failed");
+    assert_refused(&img_run_bundle(&bundle, &[]), "hooks.createRuntime[0] /bin/sh: failed");
     edit_config(&bundle, |c| {
         c["hooks"] = json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
     });
     let start = std::time::Instant::now();
-    assert_refused(&img_run_bundle(&bundle), "hooks.prestart[0] /bin/sleep: timed out after 1 s");
+    assert_refused(&img_run_bundle(&bundle, &[]), "hooks.prestart[0] /bin/sleep: timed out after 1 s");
     assert!(start.elapsed() < Duration::from_secs(10));
     // A poststop hook's failure is a warning: the container's status stands.
     edit_config(&bundle, |c| {
         c["hooks"] = json!({"poststop": [{"path": "/bin/false"}]});
     });
-    let out = img_run_bundle(&bundle);
+    let out = img_run_bundle(&bundle, &[]);
     img_e2e::assert_success(&out, "a failing poststop hook");
     assert!(img_e2e::stderr(&out).contains("hooks.poststop[0] /bin/false"), "{}", img_e2e::stderr(&out));
 }
@@ -369,7 +360,7 @@ fn a_user_namespace_with_mappings_as_root() {
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
         c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
     });
-    let out = img_run_bundle(&bundle);
+    let out = img_run_bundle(&bundle, &[]);
     img_e2e::assert_success(&out, "img-run");
     let words = |s: String| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
     // Root inside, owning the rootfs.
@@ -380,7 +371,7 @@ fn a_user_namespace_with_mappings_as_root() {
     assert_eq!(words(stdout(&theirs)).join(" "), expected);
     // Without gidMappings: refused by name.
     edit_config(&bundle, |c| c["linux"].as_object_mut().unwrap().remove("gidMappings").map(|_| ()).unwrap());
-    assert_refused(&img_run_bundle(&bundle), "linux.gidMappings");
+    assert_refused(&img_run_bundle(&bundle, &[]), "linux.gidMappings");
 }
 
 /// The propagation tags (`shared`, `master`, `unbindable`) of the mount at `dest`, from
@@ -414,15 +405,15 @@ fn propagation_options_and_root_propagation_are_applied() {
         assert!(propagation_of(&text, "/private").is_empty(), "{runtime}");
         assert_eq!(propagation_of(&text, "/tmpfs-shared"), ["shared"], "{runtime}");
     };
-    check(&img_run_bundle(&bundle), "img-run");
+    check(&img_run_bundle(&bundle, &[]), "img-run");
     check(&runc(&env, &bundle), "runc");
     // rootfsPropagation, applied to / and, as runc does, everything under it.
     edit_config(&bundle, |c| c["linux"]["rootfsPropagation"] = json!("unbindable"));
-    let out = img_run_bundle(&bundle);
+    let out = img_run_bundle(&bundle, &[]);
     img_e2e::assert_success(&out, "img-run");
     assert_eq!(propagation_of(&stdout(&out), "/"), ["unbindable"]);
     edit_config(&bundle, |c| c["linux"]["rootfsPropagation"] = json!("sideways"));
-    assert_refused(&img_run_bundle(&bundle), "linux.rootfsPropagation \"sideways\"");
+    assert_refused(&img_run_bundle(&bundle, &[]), "linux.rootfsPropagation \"sideways\"");
 }
 
 #[test]
@@ -432,7 +423,7 @@ fn what_the_host_cannot_give_is_refused_by_name() {
     if !Path::new("/sys/module/apparmor/parameters/enabled").exists() {
         edit_config(&bundle, |c| c["process"]["apparmorProfile"] = json!("docker-default"));
         assert_refused(
-            &img_run_bundle(&bundle),
+            &img_run_bundle(&bundle, &[]),
             "process.apparmorProfile \"docker-default\": AppArmor is not enabled",
         );
         edit_config(&bundle, |c| {
@@ -445,7 +436,7 @@ fn what_the_host_cannot_give_is_refused_by_name() {
         nss.retain(|n| n["type"] != "mount");
         nss.push(json!({"type": "mount", "path": "/proc/1/ns/mnt"}));
     });
-    assert_refused(&img_run_bundle(&bundle), "joining an existing mount namespace");
+    assert_refused(&img_run_bundle(&bundle, &[]), "joining an existing mount namespace");
 }
 
 #[test]
@@ -460,7 +451,7 @@ fn cgroups_path_places_the_container() {
         c["linux"]["resources"] = json!({"pids": {"limit": 50}});
     });
     let expected = format!("memory:{path}\npids:{path}\n");
-    let out = img_run_bundle(&bundle);
+    let out = img_run_bundle(&bundle, &[]);
     img_e2e::assert_success(&out, "img-run");
     let text = stdout(&out);
     let mut lines: Vec<&str> = text.lines().collect();

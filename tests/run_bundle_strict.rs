@@ -5,17 +5,11 @@
 mod run_common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use run_common::*;
 use serde_json::{Value, json};
-
-fn img_run_bundle(bundle: &Path) -> Output {
-    let mut cmd = Command::new(img_run());
-    cmd.arg(bundle);
-    run_timeout(&mut cmd, "", Duration::from_secs(60))
-}
 
 /// Every path under `dir`, sorted, with its size, to see that nothing was made or changed.
 fn tree(dir: &Path) -> Vec<(PathBuf, u64)> {
@@ -43,7 +37,7 @@ fn mountinfo() -> usize {
 /// created in the store or the bundle, no mount left.
 fn assert_refused(env: &Env, bundle: &Path, field: &str) {
     let (before, mounts) = (tree(env.store.path()), mountinfo());
-    let out = img_run_bundle(bundle);
+    let out = img_run_bundle(bundle, &[]);
     let err = img_e2e::stderr(&out);
     assert_eq!(code(&out), 125, "stdout {:?} stderr {err:?}", stdout(&out));
     assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
@@ -118,7 +112,7 @@ fn configs_runc_reads_still_run() {
     edit_config(&bundle, |c| {
         c["process"].as_object_mut().unwrap().remove("user");
     });
-    let out = img_run_bundle(&bundle);
+    let out = img_run_bundle(&bundle, &[]);
     img_e2e::assert_success(&out, "img-run");
     assert_eq!(stdout(&out), "0\nran\n");
     img_e2e::require("runc");

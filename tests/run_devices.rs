@@ -51,19 +51,6 @@ fn assert_allowed(out: &str, name: &str) {
     assert_eq!(line(out, name), format!("{name} mknod:ok open:ok"), "{out}");
 }
 
-fn runc(bundle: &Path, state: &Path, id: &str) -> std::process::Output {
-    img_e2e::require("runc");
-    let mut cmd = Command::new("runc");
-    cmd.arg("--root").arg(state).args(["run", "--bundle"]).arg(bundle).arg(id);
-    run_timeout(&mut cmd, "", Duration::from_secs(60))
-}
-
-fn img_run_bundle(bundle: &Path, extra: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(img_run());
-    cmd.args(extra).arg(bundle);
-    run_timeout(&mut cmd, "", Duration::from_secs(60))
-}
-
 /// A umoci bundle running `script` as root with CAP_MKNOD and the given device rules.
 fn bundle(env: &Env, script: &str, rules: Option<serde_json::Value>) -> std::path::PathBuf {
     let dir = env.umoci_bundle(&["sh", "-c", script]);

@@ -129,3 +129,18 @@ pub fn code(out: &Output) -> i32 {
 pub fn img_run() -> PathBuf {
     bin("img-run")
 }
+
+/// img-run on a bundle, with `extra` flags before it.
+pub fn img_run_bundle(bundle: &Path, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(img_run());
+    cmd.args(extra).arg(bundle);
+    run_timeout(&mut cmd, "", Duration::from_secs(60))
+}
+
+/// runc on the same bundle, its state under `state`, as container `id`.
+pub fn runc(bundle: &Path, state: &Path, id: &str) -> Output {
+    img_e2e::require("runc");
+    let mut cmd = Command::new("runc");
+    cmd.arg("--root").arg(state).args(["run", "--bundle"]).arg(bundle).arg(id);
+    run_timeout(&mut cmd, "", Duration::from_secs(60))
+}
