@@ -189,7 +189,7 @@ pub fn resolve_user(spec: &str, rootfs: &Root) -> Result<User> {
 }
 
 fn read_text(rootfs: &Root, path: &str) -> Result<String> {
-    match rootfs.read(path) {
+    match rootfs.read(path, crate::runtime::user::MAX_ACCOUNTS_FILE) {
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
         Err(e) => Err(e).with_context(|| format!("reading the image's {path}")),

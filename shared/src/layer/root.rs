@@ -152,12 +152,25 @@ impl Root {
         Ok(rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)?)
     }
 
-    /// Reads a whole file inside the root (following symlinks inside it), e.g. `/etc/passwd`.
-    pub fn read(&self, rel: &str) -> io::Result<Vec<u8>> {
-        let fd = self.open_at(rel.as_bytes(), OFlags::RDONLY)?;
-        let mut file = std::fs::File::from(fd);
+    /// Reads a whole file inside the root (following symlinks inside it), e.g. `/etc/passwd`:
+    /// a regular file of at most `max` bytes (a FIFO would block, a device or a huge file
+    /// would never end), else an error that says which.
+    pub fn read(&self, rel: &str, max: u64) -> io::Result<Vec<u8>> {
+        let refused = |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("{rel} {why}"));
+        let fd = self.open_at(rel.as_bytes(), OFlags::RDONLY | OFlags::NONBLOCK)?;
+        let st = rustix::fs::fstat(&fd)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(refused("is not a regular file".into()));
+        }
+        let too_big = || refused(format!("is larger than {} KiB", max >> 10));
+        if st.st_size as u64 > max {
+            return Err(too_big());
+        }
         let mut out = Vec::new();
-        io::Read::read_to_end(&mut file, &mut out)?;
+        io::Read::read_to_end(&mut io::Read::take(std::fs::File::from(fd), max + 1), &mut out)?;
+        if out.len() as u64 > max {
+            return Err(too_big());
+        }
         Ok(out)
     }
 }
@@ -175,9 +188,11 @@ mod tests {
         symlink("/etc", dir.path().join("link")).unwrap();
         symlink("../../../../etc/hostname", dir.path().join("up")).unwrap();
         let root = Root::open(dir.path()).unwrap();
-        assert_eq!(root.read("link/hostname").unwrap(), b"inside");
-        assert_eq!(root.read("/up").unwrap(), b"inside");
-        assert_eq!(root.read("../../etc/hostname").unwrap(), b"inside");
+        assert_eq!(root.read("link/hostname", 64).unwrap(), b"inside");
+        assert_eq!(root.read("/up", 64).unwrap(), b"inside");
+        assert_eq!(root.read("../../etc/hostname", 64).unwrap(), b"inside");
+        assert!(root.read("etc/hostname", 3).unwrap_err().to_string().contains("larger than"));
+        assert!(root.read("etc", 64).unwrap_err().to_string().contains("not a regular file"));
     }
 
     /// The walk resolves like the kernel's `RESOLVE_IN_ROOT`: same file or same error.

@@ -3,6 +3,10 @@
 
 use anyhow::{Result, bail};
 
+/// The most an image's /etc/passwd or /etc/group may hold where it is read from outside the
+/// container (img-unpack's `--user`, img-build's USER and `--chown`).
+pub const MAX_ACCOUNTS_FILE: u64 = 16 << 20;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExecUser {
     pub uid: u32,

@@ -972,9 +972,6 @@ fn ssh_target(mount: &Mount, index: usize) -> String {
     mount.target.clone().unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{index}"))
 }
 
-/// The most /etc/passwd or /etc/group may hold for USER and --chown lookups.
-const MAX_ACCOUNTS_FILE: u64 = 16 << 20;
-
 /// A file in the image's layers (topmost first), as overlayfs would show it. Each layer is a
 /// root: its symlinks resolve inside it, never to the host's files.
 fn read_in_layers(lower: &[PathBuf], rel: &str) -> Option<String> {
@@ -983,7 +980,7 @@ fn read_in_layers(lower: &[PathBuf], rel: &str) -> Option<String> {
         match entry_kind(&root, rel.as_bytes()) {
             Some(FileType::CharacterDevice) => return None, // a whiteout
             Some(FileType::RegularFile) => {
-                let text = crate::context::read_file(&root, rel, MAX_ACCOUNTS_FILE).ok()?;
+                let text = root.read(rel, img::runtime::user::MAX_ACCOUNTS_FILE).ok()?;
                 return String::from_utf8(text).ok();
             }
             _ => {}

@@ -86,12 +86,10 @@ impl BuildContext {
             Some(libc::ENOTDIR) => anyhow::anyhow!("build context {shown} is not a directory"),
             _ => anyhow::anyhow!("build context {shown}: {e}"),
         })?;
-        let ignore = match read_file(&root, ".dockerignore", MAX_DOCKERIGNORE) {
+        let ignore = match root.read(".dockerignore", MAX_DOCKERIGNORE) {
             Ok(text) => Ignore::parse(&String::from_utf8_lossy(&text))?,
-            Err(e) if e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::NotFound) => {
-                Ignore::none()
-            }
-            Err(e) => return Err(e.context(".dockerignore")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ignore::none(),
+            Err(e) => return Err(anyhow::Error::from(e).context(".dockerignore")),
         };
         Ok(BuildContext { root, ignore })
     }
@@ -413,25 +411,6 @@ pub fn resolve_in_root(root: &Root, rel: &Path) -> Result<PathBuf> {
         }
     }
     Ok(resolved)
-}
-
-/// Reads a file inside `root` (symlinks resolved inside it), refusing one over `max` bytes
-/// and anything but a regular file.
-pub fn read_file(root: &Root, rel: &str, max: u64) -> Result<Vec<u8>> {
-    let fd = root.open_at(rel.as_bytes(), OFlags::RDONLY | OFlags::NONBLOCK).map_err(anyhow::Error::from)?;
-    let st = rustix::fs::fstat(&fd)?;
-    if file_type(&st) != FileType::RegularFile {
-        bail!("{rel} is not a regular file");
-    }
-    if st.st_size as u64 > max {
-        bail!("{rel} is larger than {} KiB", max >> 10);
-    }
-    let mut out = Vec::new();
-    std::fs::File::from(fd).take(max + 1).read_to_end(&mut out)?;
-    if out.len() as u64 > max {
-        bail!("{rel} is larger than {} KiB", max >> 10);
-    }
-    Ok(out)
 }
 
 fn lstat(dir: BorrowedFd<'_>, name: &[u8], rel: &Path) -> Result<Stat> {

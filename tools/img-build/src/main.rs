@@ -233,7 +233,7 @@ fn read_dockerfile(args: &Args, context: &Path) -> Result<(String, String)> {
 fn in_context(context: &Path, rel: &str) -> Result<Vec<u8>> {
     let root = img::layer::root::Root::open(context)
         .with_context(|| format!("build context {}", context.display()))?;
-    img_build::context::read_file(&root, rel, MAX_DOCKERFILE).with_context(|| format!("reading {rel}"))
+    root.read(rel, MAX_DOCKERFILE).with_context(|| format!("reading {rel}"))
 }
 
 /// A Dockerfile the user named outside the context: a regular file of bounded size.
