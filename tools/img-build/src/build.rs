@@ -938,8 +938,14 @@ fn bind_source(
     work: &Path,
 ) -> Result<PathBuf> {
     let rel = ctx.resolve_path(source)?;
-    if !rw && ctx.nothing_excluded_under(&rel)? {
-        return Ok(ctx.root().join(&rel));
+    if !rw {
+        // A view made for an earlier step says already that something is excluded there.
+        if let Some((_, path)) = views.as_deref().and_then(|v| v.get(&rel)) {
+            return Ok(path.clone());
+        }
+        if ctx.nothing_excluded_under(&rel)? {
+            return Ok(ctx.root().join(&rel));
+        }
     }
     let copy = |parent: &Path| -> Result<(tempfile::TempDir, PathBuf)> {
         let tmp = tempfile::Builder::new().prefix("bind-").tempdir_in(parent)?;
@@ -951,9 +957,6 @@ fn bind_source(
     };
     match views {
         Some(views) if !rw => {
-            if let Some((_, path)) = views.get(&rel) {
-                return Ok(path.clone());
-            }
             let (tmp, path) = copy(work)?;
             views.insert(rel, (tmp, path.clone()));
             Ok(path)
