@@ -1,4 +1,5 @@
-//! BuildKit's parser and shell-expansion test data (../shared/conformance) against our front end.
+//! BuildKit's parser and shell-expansion test data (tests/data/conformance, with its source and
+//! license in its README) against our front end.
 
 use std::fs;
 use std::path::PathBuf;
@@ -6,7 +7,7 @@ use std::path::PathBuf;
 use img_build::{parser, shell};
 
 fn conformance() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/conformance");
     assert!(dir.is_dir(), "conformance data missing at {}", dir.display());
     dir
 }
