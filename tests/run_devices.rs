@@ -124,22 +124,25 @@ fn a_bundles_rules_apply_in_order_as_under_runc() {
         img_e2e::assert_success(&theirs, "runc run");
         assert_eq!(out, stdout(&theirs), "img-run and runc differ on {rules}");
     }
-    // A deny narrowing an earlier wildcard allow: the v1 devices controller cannot say it, so
-    // both runtimes refuse the bundle there; an eBPF program (v2) can.
+    // A deny narrowing an earlier wildcard allow: the eBPF program img-run attaches to a v2
+    // cgroup (any host with a cgroup2 tree, hybrid ones too) says it exactly.
     let dir = bundle(&env, &script, Some(json!([deny_all, allow_misc, deny])));
     let ours = img_run_bundle(&dir, &[]);
+    img_e2e::assert_success(&ours, "img-run");
+    assert_denied(&stdout(&ours), "hwrng");
+    assert_allowed(&stdout(&ours), "loop-control");
+    // With a limit that puts the container in v1 cgroups, its v1 devices controller cannot say
+    // it: img-run refuses the bundle, as runc does.
     let v1 = std::fs::read_to_string("/proc/self/cgroup").unwrap().lines().any(|l| l.contains(":devices:"));
     if v1 {
+        edit_config(&dir, |c| c["linux"]["resources"]["pids"] = json!({"limit": 100}));
+        let ours = img_run_bundle(&dir, &[]);
         assert_eq!(code(&ours), 125, "{}", img_e2e::stderr(&ours));
         let err = img_e2e::stderr(&ours);
         assert!(err.contains("cannot be applied on cgroup v1") && err.contains("c 10:* r"), "{err}");
         let theirs =
             runc(&dir, &env.store.path().join("runc-state"), &format!("hole-{}", std::process::id()));
         assert!(!theirs.status.success(), "runc refuses it too");
-    } else {
-        img_e2e::assert_success(&ours, "img-run");
-        assert_denied(&stdout(&ours), "hwrng");
-        assert_allowed(&stdout(&ours), "loop-control");
     }
 }
 
@@ -170,10 +173,19 @@ fn an_image_run_gets_dockers_allowlist() {
     for name in ["null", "urandom", "tun", "zero"] {
         assert_allowed(&out, name);
     }
-    // Through a v1 devices cgroup of the container's own, where there is a devices controller.
+    // Rules alone: through an eBPF program on a v2 cgroup of the container's own, which the
+    // container is forked straight into (joining a v1 cgroup would cost more than the rest of
+    // its start); the v1 devices cgroup stays the host's.
+    let out = env.sh(&[], "cat /proc/self/cgroup");
+    assert!(out.lines().any(|l| l.starts_with("0::/img-run/")), "{out}");
+    // With limits that need v1 cgroups anyway, the v1 devices controller where there is one.
     if Path::new("/sys/fs/cgroup/devices/devices.list").exists() {
-        let out = env.sh(&[], "grep :devices: /proc/self/cgroup");
+        let script = probe_script(&[HWRNG, NULL]);
+        let out = env.sh(&["--pids-limit", "100"], &format!("{script} grep :devices: /proc/self/cgroup"));
         assert!(out.contains("/img-run-"), "{out}");
+        assert_denied(&out, "hwrng");
+        assert_allowed(&out, "null");
+        assert!(!out.contains("0::/img-run/"), "{out}");
     }
     // The nodes img-run made work too, and a terminal's pty.
     let out = env.sh(&[], "head -c 1 /dev/zero | wc -c; echo x > /dev/null; head -c 4 /dev/urandom | wc -c");

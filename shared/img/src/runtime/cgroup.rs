@@ -20,6 +20,8 @@ pub struct Cgroup {
     dirs: Vec<PathBuf>,
     /// Parents made for `linux.cgroupsPath`, removed after `dirs`.
     parents: Vec<PathBuf>,
+    /// The one v2 directory among `dirs`, which a child can be forked straight into.
+    v2: Option<PathBuf>,
 }
 
 /// One mounted cgroup hierarchy: where, which version, which controllers.
@@ -155,7 +157,20 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
 impl Cgroup {
     /// Makes the container's cgroups, writes its limits and applies its device rules (see
     /// [`device_rules::effective`]); `None` when there is nothing to apply.
-    pub fn create(id: &str, resources: Option<&Resources>, devices: &[Rule]) -> Result<Option<Cgroup>> {
+    ///
+    /// With `prefer_v2`, device rules alone go into an eBPF program on a cgroup in the v2
+    /// tree even where v1 has a devices controller (the kernel runs both): the child can then
+    /// be forked straight into it ([`super::fork`]) instead of joining a v1 cgroup, which
+    /// costs more than the rest of a container's start. The caller passes false when its
+    /// child cannot be forked there (img-run inside a user namespace has no rights on the
+    /// tree's root), and v1 is used as before; so it is too wherever the program cannot be
+    /// attached.
+    pub fn create(
+        id: &str,
+        resources: Option<&Resources>,
+        devices: &[Rule],
+        prefer_v2: bool,
+    ) -> Result<Option<Cgroup>> {
         let empty = Resources::default();
         let r = resources.unwrap_or(&empty);
         let wanted: Vec<&str> = {
@@ -173,7 +188,16 @@ impl Cgroup {
         let v2 = all.iter().find(|h| {
             h.v2 && !wanted.is_empty() && wanted.iter().all(|c| h.controllers.iter().any(|x| x == c))
         });
-        let mut cg = Cgroup { dirs: Vec::new(), parents: Vec::new() };
+        let mut cg = Cgroup { dirs: Vec::new(), parents: Vec::new(), v2: None };
+        if prefer_v2
+            && wanted.is_empty()
+            && let Some(h) = all.iter().find(|h| h.v2)
+        {
+            match cg.create_v2(h, id, r, &[]).and_then(|dir| cgroup_bpf::apply(&dir, devices)) {
+                Ok(()) => return Ok(Some(cg)),
+                Err(_) => cg.remove(),
+            }
+        }
         let result = match v2 {
             Some(h) => cg.create_v2(h, id, r, &wanted).and_then(|dir| match devices.is_empty() {
                 true => Ok(()),
@@ -210,6 +234,7 @@ impl Cgroup {
         }
         std::fs::create_dir(&dir).with_context(|| format!("cgroup: creating {}", dir.display()))?;
         self.dirs.push(dir.clone());
+        self.v2 = Some(dir.clone());
         for (_, file, value) in settings(r, true) {
             write(&dir, file, &value)?;
         }
@@ -291,7 +316,7 @@ impl Cgroup {
             };
             h.mount.join(base).join(path.trim_start_matches('/'))
         };
-        let mut cg = Cgroup { dirs: Vec::new(), parents: Vec::new() };
+        let mut cg = Cgroup { dirs: Vec::new(), parents: Vec::new(), v2: None };
         let v2 = all.iter().find(|h| h.v2 && wanted.iter().all(|c| h.controllers.iter().any(|x| x == c)));
         // Without limits, every hierarchy img-run is in, as runc: v1 ones when there are any.
         let use_v2 = v2.filter(|_| !wanted.is_empty() || !all.iter().any(|h| !h.v2));
@@ -300,6 +325,7 @@ impl Cgroup {
                 Some(h) => {
                     let dir = under(h, own_path(None));
                     cg.make_all(&h.mount, &dir, &wanted)?;
+                    cg.v2 = Some(dir.clone());
                     for (_, file, value) in settings(&r, true) {
                         write(&dir, file, &value)?;
                     }
@@ -424,10 +450,20 @@ impl Cgroup {
         Ok(())
     }
 
+    /// The container's v2 cgroup opened for `clone3`'s `CLONE_INTO_CGROUP`, when it has one.
+    pub fn fork_target(&self) -> Option<std::fs::File> {
+        // Opened for reading: the kernel refuses an O_PATH descriptor there.
+        self.v2.as_ref().and_then(|d| std::fs::File::open(d).ok())
+    }
+
     /// Moves the calling process into the container's cgroups (the child does this itself
-    /// before it starts the container, so everything it forks is inside).
-    pub fn join_self(&self) -> Result<()> {
+    /// before it starts the container, so everything it forks is inside); `in_v2` when it was
+    /// forked into the v2 one already.
+    pub fn join_self(&self, in_v2: bool) -> Result<()> {
         for dir in &self.dirs {
+            if in_v2 && self.v2.as_ref() == Some(dir) {
+                continue;
+            }
             write(dir, "cgroup.procs", "0")?;
         }
         Ok(())
@@ -436,6 +472,7 @@ impl Cgroup {
     /// Kills whatever is left and removes the directories, waiting briefly for the kernel to
     /// let go of exiting tasks.
     pub fn remove(&mut self) {
+        self.v2 = None;
         let deadline = Instant::now() + Duration::from_secs(5);
         for dir in self.dirs.drain(..).rev() {
             loop {
@@ -489,7 +526,7 @@ mod tests {
             cpu: Some(Cpu { quota: Some(150_000), period: Some(100_000), shares: Some(1024) }),
             devices: Vec::new(),
         };
-        let mut cg = Cgroup { dirs: Vec::new(), parents: Vec::new() };
+        let mut cg = Cgroup { dirs: Vec::new(), parents: Vec::new(), v2: None };
         cg.create_v2(&h, "c1", &r, &["memory", "pids", "cpu"]).unwrap();
         let read = |p: &str| std::fs::read_to_string(tree.path().join(p)).unwrap();
         assert_eq!(read("cgroup.subtree_control"), "+memory +pids +cpu");

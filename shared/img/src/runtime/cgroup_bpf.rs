@@ -172,36 +172,54 @@ struct AttachAttr {
 
 /// Loads the program into the kernel (the verifier's log becomes the error when it refuses).
 pub fn load(program: &[Insn]) -> Result<OwnedFd> {
+    // Without a log first: a verifier that logs takes several times longer, on every start.
+    match load_with_log(program, None) {
+        Ok(fd) => Ok(fd),
+        Err(_) => {
+            let mut log = vec![0u8; 64 * 1024];
+            match load_with_log(program, Some(&mut log)) {
+                Ok(fd) => Ok(fd),
+                Err(err) => {
+                    let text = String::from_utf8_lossy(&log);
+                    let last = text.trim_end_matches('\0').lines().rfind(|l| !l.trim().is_empty());
+                    match last {
+                        Some(last) => bail!("device rules: loading the eBPF device program: {err} ({last})"),
+                        None => bail!("device rules: loading the eBPF device program: {err}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn load_with_log(program: &[Insn], log: Option<&mut Vec<u8>>) -> std::io::Result<OwnedFd> {
     let license = c"Apache-2.0";
-    let mut log = vec![0u8; 64 * 1024];
     let mut name = [0u8; 16];
     name[..7].copy_from_slice(b"img_dev");
+    let (log_level, log_size, log_buf) = match log {
+        Some(log) => (1, log.len() as u32, log.as_mut_ptr() as u64),
+        None => (0, 0, 0),
+    };
     let mut attr = LoadAttr {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
         insn_cnt: program.len() as u32,
         insns: program.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
         prog_name: name,
         expected_attach_type: BPF_CGROUP_DEVICE,
         ..LoadAttr::default()
     };
     // SAFETY: attr is a valid, zero-padded bpf_attr for BPF_PROG_LOAD whose pointers (the
-    // instructions, the license, the log buffer and its size) stay alive across the call.
+    // instructions, the license, and the log buffer with its size when given) stay alive
+    // across the call.
     let fd = unsafe {
         libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, &mut attr as *mut LoadAttr, size_of::<LoadAttr>() as u32)
     };
     if fd < 0 {
-        let err = std::io::Error::last_os_error();
-        let text = String::from_utf8_lossy(&log);
-        let last =
-            text.trim_end_matches('\0').lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").to_string();
-        if last.is_empty() {
-            bail!("device rules: loading the eBPF device program: {err}");
-        }
-        bail!("device rules: loading the eBPF device program: {err} ({last})");
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: a successful BPF_PROG_LOAD returns a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })

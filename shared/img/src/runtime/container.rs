@@ -15,6 +15,7 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::{ForkResult, Pid, fork};
 
 use super::cgroup::Cgroup;
+use super::fork;
 use super::hooks;
 use super::mounts::{self, Rootfs};
 use super::namespaces;
@@ -94,7 +95,7 @@ pub fn run(c: &Container) -> Result<Outcome> {
     }
     let mut cgroup = match c.spec.linux.cgroups_path.as_deref().filter(|p| !p.is_empty()) {
         Some(path) => Some(Cgroup::create_at(path, resources, &device_rules)?),
-        None => Cgroup::create(&c.id, resources, &device_rules)?,
+        None => Cgroup::create(&c.id, resources, &device_rules, !mapped)?,
     };
     // Rootless: the invoking user is root, and its subordinate ids the others (when it has
     // them, the tool allows it and the spec gives no mappings of its own).
@@ -155,9 +156,12 @@ pub fn run(c: &Container) -> Result<Outcome> {
     let old_mask = signals::block()?;
     let mut sfd = signals::signal_fd()?;
 
+    let target = cgroup.as_ref().and_then(Cgroup::fork_target);
     // SAFETY: img-run is single-threaded here; the child only runs our own code and leaves
     // with exec or _exit.
-    let child = match unsafe { fork() }.context("fork")? {
+    let forked = unsafe { fork::fork_into(target.as_ref().map(|f| f.as_fd())) }?;
+    drop(target);
+    let child = match forked.result {
         ForkResult::Child => {
             drop(err_read);
             let setup = ChildSetup {
@@ -169,6 +173,7 @@ pub fn run(c: &Container) -> Result<Outcome> {
                 pty_sock: pty_socks.as_ref().map(|p| &p.1),
                 sync: sync.as_ref().map(|p| &p.1),
                 cgroup: cgroup.as_ref(),
+                in_cgroup: forked.in_cgroup,
                 seccomp: seccomp.as_ref(),
                 winsize: if c.tty { pty::winsize(std::io::stdin().as_fd()) } else { None },
             };
@@ -460,6 +465,8 @@ struct ChildSetup<'a> {
     /// To stop for the runtime's hooks (when config.json has hooks).
     sync: Option<&'a OwnedFd>,
     cgroup: Option<&'a Cgroup>,
+    /// Forked straight into the cgroup's v2 directory.
+    in_cgroup: bool,
     seccomp: Option<&'a super::seccomp::Program>,
     winsize: Option<libc::winsize>,
 }
@@ -471,7 +478,7 @@ fn prepare(c: &Container, s: &ChildSetup) -> Result<super::spec::Process> {
     // SAFETY: prctl with integer arguments: die with img-run.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     if let Some(cg) = s.cgroup {
-        cg.join_self()?;
+        cg.join_self(s.in_cgroup)?;
     }
     // As runc: the namespaces given by path are joined first, then the others made.
     namespaces::join(namespaces::open_joins(&c.spec, |k| k != "pid")?)?;

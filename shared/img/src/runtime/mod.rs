@@ -14,6 +14,7 @@ pub mod container;
 pub mod device_rules;
 pub mod devices;
 pub mod fields;
+pub mod fork;
 pub mod hooks;
 pub mod mounts;
 pub mod namespaces;
