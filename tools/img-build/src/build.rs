@@ -28,13 +28,16 @@ use serde_json::{Value, json};
 use crate::cache::{self, Cache, Key};
 use crate::context::{Attributes, BuildContext};
 use crate::download;
-use crate::instruction::{self, CopySpec, Instruction, Mount, Step};
-use crate::parser;
 use crate::run_step::{self, RunStep};
-use crate::shell;
 use crate::ssh_agent::AgentProxy;
-use crate::stages::{Stage, Stages};
 use crate::state::{ImageState, LayerRef};
+use img_dockerfile::ParseError;
+use img_dockerfile::instruction::{self, CopySpec, Instruction, Network, RunSpec, Step};
+use img_dockerfile::mount::{Mount, MountKind};
+use img_dockerfile::node::Heredoc;
+use img_dockerfile::parser;
+use img_dockerfile::shell;
+use img_dockerfile::stages::{Stage, Stages};
 
 pub struct Options {
     pub dockerfile: String,
@@ -129,9 +132,9 @@ impl<'a> Builder<'a> {
 
     pub fn build(&mut self) -> Result<Built> {
         let name = self.options.dockerfile_name.clone();
-        let at_line = |e: anyhow::Error| match e.downcast::<parser::ParseError>() {
-            Ok(p) => anyhow!("{name}:{}: {}", p.line, p.message),
-            Err(e) => anyhow!("{name}: {}", img::cli::one_line(&e)),
+        let at_line = |e: ParseError| match e.line {
+            Some(line) => anyhow!("{name}:{line}: {}", e.message),
+            None => anyhow!("{name}: {}", e.message.replace('\n', " ")),
         };
         let dockerfile = parser::parse(&self.options.dockerfile).map_err(at_line)?;
         let escape = dockerfile.escape;
@@ -139,12 +142,12 @@ impl<'a> Builder<'a> {
         let stages = Stages::split(steps).map_err(at_line)?;
         let globals = self.global_args(&stages, escape).map_err(at_line)?;
         let target = stages.target(self.options.target.as_deref())?;
-        let base_of = |s: &Stage| -> Result<String> {
+        let base_of = |s: &Stage| -> Result<String, ParseError> {
             let Instruction::From { image, .. } = &s.from.instruction else {
                 unreachable!("stages start with FROM")
             };
             shell::expand(image, escape, &|n: &str| globals.get(n).cloned())
-                .map_err(|e| parser::ParseError { line: s.from.line, message: img::cli::one_line(&e) }.into())
+                .map_err(|e| ParseError::at(s.from.line, img::cli::one_line(&e)))
         };
         let order = stages.build_order(target, &base_of).map_err(at_line)?;
         let mut results: HashMap<usize, StageResult> = HashMap::new();
@@ -159,18 +162,15 @@ impl<'a> Builder<'a> {
     }
 
     /// ARGs before the first FROM, with `--build-arg` values and the predefined platform ARGs.
-    fn global_args(&self, stages: &Stages, escape: char) -> Result<BTreeMap<String, String>> {
+    fn global_args(&self, stages: &Stages, escape: char) -> Result<BTreeMap<String, String>, ParseError> {
         let mut values = self.platform_args();
         for ((name, default), &line) in stages.global_args.iter().zip(&stages.global_arg_lines) {
             let value = match (self.options.build_args.get(name), default) {
                 (Some(v), _) => Some(v.clone()),
-                (None, Some(d)) => {
-                    Some(shell::expand(d, escape, &|n: &str| values.get(n).cloned()).map_err(
-                        |e| -> anyhow::Error {
-                            parser::ParseError { line, message: img::cli::one_line(&e) }.into()
-                        },
-                    )?)
-                }
+                (None, Some(d)) => Some(
+                    shell::expand(d, escape, &|n: &str| values.get(n).cloned())
+                        .map_err(|e| ParseError::at(line, img::cli::one_line(&e)))?,
+                ),
                 (None, None) => None,
             };
             if let Some(v) = value {
@@ -390,16 +390,16 @@ impl<'a> Builder<'a> {
                 let is_add = matches!(step.instruction, Instruction::Add(_));
                 return self.copy(stages, stage, step, spec, is_add, state, key, done, escape, &env);
             }
-            Instruction::Run { command, mounts, network, heredocs } => {
+            Instruction::Run(RunSpec { command, mounts, network, heredocs }) => {
                 let argv = run_argv(state, command, heredocs);
                 return self.run(
                     stage,
                     step,
                     argv,
                     mounts,
-                    match network.as_deref() {
-                        Some("none") => true,
-                        Some("host") => false,
+                    match network {
+                        Some(Network::None) => true,
+                        Some(Network::Host) => false,
                         _ => self.options.network_none, // absent or "default": the build's
                     },
                     state,
@@ -527,7 +527,7 @@ impl<'a> Builder<'a> {
             }
         }
         // As BuildKit: the first SSH mount is the step's agent, unless ENV or ARG name one.
-        if let Some(first) = mounts.iter().find(|m| m.kind == "ssh")
+        if let Some(first) = mounts.iter().find(|m| m.kind == MountKind::Ssh)
             && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK="))
         {
             env.push(format!("SSH_AUTH_SOCK={}", ssh_target(first, 0)));
@@ -583,8 +583,8 @@ impl<'a> Builder<'a> {
         let mut ssh_index = 0;
         for m in mounts {
             let target = m.target.clone().unwrap_or_default();
-            match m.kind.as_str() {
-                "cache" => {
+            match m.kind {
+                MountKind::Cache => {
                     let id = m.id.clone().unwrap_or_else(|| target.clone());
                     let dir =
                         self.store_root.join("build-cache-mounts").join(Digest::of(id.as_bytes()).hex());
@@ -592,8 +592,10 @@ impl<'a> Builder<'a> {
                     let opt = if m.read_only == Some(true) { "ro" } else { "rw" };
                     out.push(RuntimeMount::new(&target, "bind", &dir.to_string_lossy(), &["rbind", opt]));
                 }
-                "tmpfs" => out.push(RuntimeMount::new(&target, "tmpfs", "tmpfs", &["nosuid", "nodev"])),
-                "bind" => {
+                MountKind::Tmpfs => {
+                    out.push(RuntimeMount::new(&target, "tmpfs", "tmpfs", &["nosuid", "nodev"]))
+                }
+                MountKind::Bind => {
                     let rw = m.read_only == Some(false);
                     let source = m.source.clone().unwrap_or_default();
                     let path = match &m.from {
@@ -614,7 +616,7 @@ impl<'a> Builder<'a> {
                     let opt = if rw { "rw" } else { "ro" };
                     out.push(RuntimeMount::new(&target, "bind", &path.to_string_lossy(), &["rbind", opt]));
                 }
-                "secret" => {
+                MountKind::Secret => {
                     let id = m
                         .id
                         .clone()
@@ -629,7 +631,7 @@ impl<'a> Builder<'a> {
                     let target = m.target.clone().unwrap_or_else(|| format!("/run/secrets/{id}"));
                     out.push(RuntimeMount::new(&target, "bind", &src.to_string_lossy(), &["rbind", "ro"]));
                 }
-                "ssh" => {
+                MountKind::Ssh => {
                     let index = ssh_index;
                     ssh_index += 1;
                     let id = m.id.as_deref().unwrap_or("default");
@@ -646,7 +648,6 @@ impl<'a> Builder<'a> {
                     out.push(RuntimeMount::new(&ssh_target(m, index), "bind", &source, &["rbind", "ro"]));
                     ssh_agents.push(proxy);
                 }
-                other => bail!("RUN --mount=type={other} is not supported"),
             }
         }
         Ok((out, ssh_agents))
@@ -899,7 +900,7 @@ impl<'a> Builder<'a> {
 
 /// RUN's argv: exec form as is; shell form through SHELL; with heredocs, the shell runs the
 /// line and its heredocs as a script (and a lone `RUN <<EOF` runs the heredoc itself).
-fn run_argv(state: &ImageState, command: &instruction::Command, heredocs: &[parser::Heredoc]) -> Vec<String> {
+fn run_argv(state: &ImageState, command: &instruction::Command, heredocs: &[Heredoc]) -> Vec<String> {
     let instruction::Command::Shell(line) = command else {
         return state.argv(command);
     };
