@@ -17,6 +17,7 @@ pub enum Command {
     Exec(Vec<String>),
 }
 
+/// RUN: its command, `--mount`s, `--network` and the heredocs that follow the line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunSpec {
     pub command: Command,

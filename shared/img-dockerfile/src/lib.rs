@@ -4,7 +4,7 @@
 //! `.dockerignore` patterns. It reads text and nothing else, so it links nothing of the image
 //! library; img-build executes what it gives.
 
-pub mod args;
+mod args;
 pub mod dockerignore;
 pub mod error;
 pub mod instruction;
