@@ -20,7 +20,7 @@ use img::layer::apply::{Applier, Meta, Node};
 use img::layer::root::Root;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec};
 
-use crate::dockerignore::Ignore;
+use img_dockerfile::dockerignore::Ignore;
 
 pub struct BuildContext {
     root: Root,

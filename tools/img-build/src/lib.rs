@@ -1,17 +1,13 @@
-//! img-build: Dockerfile builds into an OCI layout. This crate holds the Dockerfile front end:
-//! the parser (text → instruction nodes), argument splitting, and variable expansion.
+//! img-build: Dockerfile builds into an OCI layout. The Dockerfile front end (parser,
+//! instructions, variable expansion, stages, `.dockerignore` patterns) is the img-dockerfile
+//! crate; this crate executes what it gives: the build steps, the cache, the build context, RUN
+//! in a container, ADD's downloads, SSH agent forwarding, the image state and the output.
 
-pub mod args;
 pub mod build;
 pub mod cache;
 pub mod context;
-pub mod dockerignore;
 pub mod download;
-pub mod instruction;
 pub mod output;
-pub mod parser;
 pub mod run_step;
-pub mod shell;
 pub mod ssh_agent;
-pub mod stages;
 pub mod state;

@@ -18,7 +18,7 @@ use img::document::Descriptor;
 use img::platform::Platform;
 use serde_json::{Map, Value, json};
 
-use crate::instruction::{Command, Health};
+use img_dockerfile::instruction::{Command, Health};
 
 /// docker's PATH for images that set none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -1,10 +1,10 @@
 //! BuildKit's parser and shell-expansion test data (tests/data/conformance, with its source and
-//! license in its README) against our front end.
+//! license in its README) against the front end.
 
 use std::fs;
 use std::path::PathBuf;
 
-use img_build::{parser, shell};
+use img_dockerfile::{node, parser, shell};
 
 fn conformance() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/conformance");
@@ -24,7 +24,7 @@ fn every_positive_parser_case_gives_the_expected_instructions() {
         cases += 1;
         match parser::parse(&text) {
             Ok(df) => {
-                let got: String = df.nodes.iter().map(|n| parser::dump(n) + "\n").collect();
+                let got: String = df.nodes.iter().map(|n| node::dump(n) + "\n").collect();
                 if got != expected {
                     failures.push(format!("{}:\n--- expected\n{expected}--- got\n{got}", dir.display()));
                 }

@@ -1,10 +1,14 @@
 //! How each kind of instruction splits its arguments: JSON arrays, whitespace-separated words,
-//! quoted words, `name=value` pairs, leading `--flags`.
+//! quoted words, `name=value` pairs, leading `--flags`. The parser calls in here; nothing here
+//! knows the parser.
 
-use anyhow::{Result, bail};
 use serde_json::Value;
 
-use crate::parser::Args;
+use crate::error::ParseError;
+use crate::node::{Args, KeyValue};
+
+/// Errors here have no line yet: the parser adds the instruction's.
+type Result<T> = std::result::Result<T, ParseError>;
 
 /// Whitespace as Dockerfile lines split on.
 pub fn is_space(c: char) -> bool {
@@ -68,7 +72,7 @@ fn json_strings(rest: &str) -> Result<Option<Vec<String>>> {
     let strings: Option<Vec<String>> = items.into_iter().map(|v| v.as_str().map(str::to_string)).collect();
     match strings {
         Some(s) => Ok(Some(s)),
-        None => bail!("the JSON array must contain only strings"),
+        None => Err(ParseError::whole("the JSON array must contain only strings")),
     }
 }
 
@@ -165,26 +169,28 @@ pub fn quoted_words(rest: &str, escape: char) -> Vec<String> {
 }
 
 /// ENV and LABEL: `KEY value` (legacy: the rest is the value) or `k=v k2=v2 …`.
-pub fn name_values(rest: &str, keyword: &str, escape: char) -> Result<Vec<(String, String, String)>> {
+pub fn name_values(rest: &str, keyword: &str, escape: char) -> Result<Vec<KeyValue>> {
     let words = quoted_words(rest, escape);
     let Some(first) = words.first() else {
-        bail!("{keyword} must have two arguments");
+        return Err(ParseError::whole(format!("{keyword} must have two arguments")));
     };
     if !first.contains('=') {
         let Some(at) = rest.find(is_space) else {
-            bail!("{keyword} must have two arguments");
+            return Err(ParseError::whole(format!("{keyword} must have two arguments")));
         };
         let value = rest[at..].trim_start_matches(is_space);
         if value.is_empty() {
-            bail!("{keyword} must have two arguments");
+            return Err(ParseError::whole(format!("{keyword} must have two arguments")));
         }
-        return Ok(vec![(rest[..at].to_string(), value.to_string(), String::new())]);
+        return Ok(vec![KeyValue { key: rest[..at].to_string(), value: value.to_string(), legacy: true }]);
     }
     words
         .iter()
         .map(|w| match w.split_once('=') {
-            Some((k, v)) => Ok((k.to_string(), v.to_string(), "=".to_string())),
-            None => bail!("syntax error: can't find = in {w:?}; must be of the form name=value"),
+            Some((k, v)) => Ok(KeyValue { key: k.to_string(), value: v.to_string(), legacy: false }),
+            None => Err(ParseError::whole(format!(
+                "syntax error: can't find = in {w:?}; must be of the form name=value"
+            ))),
         })
         .collect()
 }

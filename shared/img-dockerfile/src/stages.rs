@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Result, bail};
-
+use crate::error::ParseError;
 use crate::instruction::{Instruction, Step};
-use crate::parser::ParseError;
+
+type Result<T> = std::result::Result<T, ParseError>;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stage {
@@ -32,10 +32,6 @@ pub struct Stages {
     names: HashMap<String, usize>,
 }
 
-fn error_at(line: usize, message: String) -> anyhow::Error {
-    ParseError { line, message }.into()
-}
-
 impl Stages {
     pub fn split(steps: Vec<Step>) -> Result<Stages> {
         let mut global_args = Vec::new();
@@ -48,13 +44,13 @@ impl Stages {
                     let index = stages.len();
                     if let Some(name) = alias {
                         if name.parse::<usize>().is_ok() {
-                            return Err(error_at(
+                            return Err(ParseError::at(
                                 step.line,
                                 format!("stage name {name:?} cannot be a number"),
                             ));
                         }
                         if names.insert(name.clone(), index).is_some() {
-                            return Err(error_at(step.line, format!("duplicate stage name {name:?}")));
+                            return Err(ParseError::at(step.line, format!("duplicate stage name {name:?}")));
                         }
                     }
                     stages.push(Stage { index, name: alias.clone(), from: step, steps: Vec::new() });
@@ -64,7 +60,7 @@ impl Stages {
                     global_arg_lines.extend(args.iter().map(|_| step.line));
                 }
                 (_, None) => {
-                    return Err(error_at(
+                    return Err(ParseError::at(
                         step.line,
                         format!(
                             "no FROM before {}: a Dockerfile must start with FROM (ARG may precede it)",
@@ -76,7 +72,7 @@ impl Stages {
             }
         }
         if stages.is_empty() {
-            bail!("the Dockerfile has no FROM instruction");
+            return Err(ParseError::whole("the Dockerfile has no FROM instruction"));
         }
         Ok(Stages { global_args, global_arg_lines, stages, names })
     }
@@ -90,7 +86,9 @@ impl Stages {
     pub fn target(&self, target: Option<&str>) -> Result<usize> {
         match target {
             None => Ok(self.stages.len() - 1),
-            Some(t) => self.find(t).ok_or_else(|| anyhow::anyhow!("target stage {t:?} could not be found")),
+            Some(t) => self
+                .find(t)
+                .ok_or_else(|| ParseError::whole(format!("target stage {t:?} could not be found"))),
         }
     }
 
@@ -125,7 +123,8 @@ impl Stages {
                         n if n > 10 => format!("{:?} and {} more", &through[..10], n - 10),
                         _ => format!("{through:?}"),
                     };
-                    bail!("stage {} depends on itself through {shown}", self.label(dep));
+                    let message = format!("stage {} depends on itself through {shown}", self.label(dep));
+                    return Err(ParseError::whole(message));
                 }
                 Mark::New => {
                     marks[dep] = Mark::Visiting;
@@ -147,13 +146,13 @@ impl Stages {
         for step in &stage.steps {
             let froms: Vec<&str> = match &step.instruction {
                 Instruction::Copy(c) => c.from.as_deref().into_iter().collect(),
-                Instruction::Run { mounts, .. } => mounts.iter().filter_map(|m| m.from.as_deref()).collect(),
+                Instruction::Run(run) => run.mounts.iter().filter_map(|m| m.from.as_deref()).collect(),
                 _ => Vec::new(),
             };
             for f in froms {
                 if let Some(d) = self.find(f) {
                     if d == i {
-                        return Err(error_at(
+                        return Err(ParseError::at(
                             step.line,
                             format!("stage {} cannot copy from itself", self.label(i)),
                         ));
@@ -213,7 +212,7 @@ mod tests {
         let s = stages("FROM a AS x\nCOPY --from=y / /\nFROM b AS y\nCOPY --from=x / /\n");
         assert!(s.build_order(1, &image).unwrap_err().to_string().contains("depends on itself"));
         let err = split("ARG A\nFROM a AS x\nRUN x\nFROM b AS x\n").unwrap_err();
-        assert_eq!(err.downcast_ref::<ParseError>().map(|e| e.line), Some(4), "{err}");
+        assert_eq!(err.line, Some(4), "{err}");
         let s = stages("ARG A\nARG B=1 C\nFROM a\n");
         assert_eq!(s.global_arg_lines, [1, 2, 2]);
     }

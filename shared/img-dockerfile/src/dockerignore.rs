@@ -2,11 +2,11 @@
 //! the context root (a leading `/` is the root), `*` and `?` within a path component, `**` across
 //! components, `!` re-includes, and the last matching pattern wins. A pattern that matches a
 //! directory also matches everything under it.
+//!
+//! Only the patterns are here; reading the file from a build context is the executor's.
 
 use anyhow::{Context, Result};
 use globset::{Glob, GlobMatcher};
-
-use crate::context::clean_relative;
 
 struct Pattern {
     matcher: GlobMatcher,
@@ -39,7 +39,7 @@ impl Ignore {
                 Some(p) => (true, p.trim()),
                 None => (false, line),
             };
-            let pattern = clean_relative(pattern);
+            let pattern = clean(pattern);
             if pattern.is_empty() {
                 continue;
             }
@@ -56,7 +56,7 @@ impl Ignore {
 
     /// Whether a path (relative to the context root, `/`-separated) is left out.
     pub fn is_excluded(&self, path: &str) -> bool {
-        let path = clean_relative(path);
+        let path = clean(path);
         let mut excluded = false;
         for p in &self.patterns {
             if ancestors_and_self(&path).any(|a| p.matcher.is_match(a)) {
@@ -71,6 +71,22 @@ impl Ignore {
     pub fn has_exceptions(&self) -> bool {
         self.patterns.iter().any(|p| p.exception)
     }
+}
+
+/// A pattern or path as the context root sees it: `/`-joined without empty and `.`
+/// components, `..` resolved, and never above the root (a leading `/` or `..` is the root).
+fn clean(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
 }
 
 /// `a/b/c` → `a`, `a/b`, `a/b/c`.
@@ -99,6 +115,14 @@ mod tests {
         assert!(!ig.is_excluded("docs/draft"));
         assert!(!ig.is_excluded("src/main.rs"));
         assert!(ig.has_exceptions());
+    }
+
+    #[test]
+    fn patterns_and_paths_are_cleaned_within_the_root() {
+        assert_eq!(clean("/a//./b/../c/"), "a/c");
+        assert_eq!(clean("../../x"), "x");
+        let ig = Ignore::parse("/sub/../x\n../y\n").unwrap();
+        assert!(ig.is_excluded("x") && ig.is_excluded("./y") && !ig.is_excluded("sub/x"));
     }
 
     #[test]

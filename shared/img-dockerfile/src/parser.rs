@@ -2,48 +2,11 @@
 //! BuildKit's parser produces them (directives, escaped line continuations, comments inside
 //! continuations, heredocs). What the arguments mean is decided later, per instruction.
 
-use std::fmt;
-
-use anyhow::{Result, bail};
-
 use crate::args;
+use crate::error::ParseError;
+use crate::node::{Args, Heredoc, Node};
 
-/// One instruction as written: keyword, `--flags`, arguments.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Node {
-    /// Lower-cased keyword (`run`, `copy`, …).
-    pub keyword: String,
-    /// The keyword as written, for messages.
-    pub original: String,
-    pub flags: Vec<String>,
-    pub args: Args,
-    /// Heredocs that follow the instruction line (RUN, COPY, ADD).
-    pub heredocs: Vec<Heredoc>,
-    pub start_line: usize,
-    pub end_line: usize,
-}
-
-/// The arguments of an instruction, in the shape its keyword gives them.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Args {
-    /// Plain strings (shell form, whitespace-separated words, or a JSON array's elements).
-    Strings { values: Vec<String>, json: bool },
-    /// ENV and LABEL: `(key, value, separator)` triples; separator is `=` or `` for the
-    /// legacy `KEY value` form.
-    KeyValues(Vec<(String, String, String)>),
-    /// ONBUILD: the instruction it wraps.
-    Nested(Box<Node>),
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Heredoc {
-    pub name: String,
-    pub content: String,
-    /// False when the delimiter was quoted: the content is then taken literally.
-    pub expand: bool,
-    /// `<<-`: leading tabs were stripped.
-    pub chomp: bool,
-}
+type Result<T> = std::result::Result<T, ParseError>;
 
 /// A parsed Dockerfile.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,25 +17,6 @@ pub struct Dockerfile {
     /// The span of the instruction list, first to last line (1-based).
     pub start_line: usize,
     pub end_line: usize,
-}
-
-/// A parse error, reported as `FILE:LINE: message` by the caller.
-#[derive(Debug)]
-pub struct ParseError {
-    pub line: usize,
-    pub message: String,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
-    }
-}
-
-impl std::error::Error for ParseError {}
-
-fn error_at(line: usize, message: impl Into<String>) -> anyhow::Error {
-    ParseError { line, message: message.into() }.into()
 }
 
 /// Parser directives seen at the top of the file.
@@ -103,7 +47,7 @@ impl Directives {
             }
         }
         if self.seen.contains(&key) {
-            return Err(error_at(number, format!("only one {key} parser directive can be used")));
+            return Err(ParseError::at(number, format!("only one {key} parser directive can be used")));
         }
         self.seen.push(key.clone());
         match key.as_str() {
@@ -112,7 +56,10 @@ impl Directives {
                     "\\" => '\\',
                     "`" => '`',
                     _ => {
-                        return Err(error_at(number, format!("invalid escape token {value:?}: use ` or \\")));
+                        return Err(ParseError::at(
+                            number,
+                            format!("invalid escape token {value:?}: use ` or \\"),
+                        ));
                     }
                 }
             }
@@ -187,7 +134,7 @@ pub fn parse(text: &str) -> Result<Dockerfile> {
             joined.push_str(line);
         }
         let end_line = i;
-        let mut node = node_from_line(&joined, escape).map_err(|e| error_at(number, e.to_string()))?;
+        let mut node = node_from_line(&joined, escape).map_err(|e| ParseError::at(number, e.message))?;
         node.start_line = number;
         node.end_line = end_line;
         if matches!(node.keyword.as_str(), "run" | "copy" | "add") {
@@ -208,7 +155,7 @@ pub fn parse(text: &str) -> Result<Dockerfile> {
                     content.push('\n');
                 }
                 if !closed {
-                    return Err(error_at(number, format!("unterminated heredoc {name:?}")));
+                    return Err(ParseError::at(number, format!("unterminated heredoc {name:?}")));
                 }
                 node.heredocs.push(Heredoc { name, content, expand, chomp });
             }
@@ -217,13 +164,14 @@ pub fn parse(text: &str) -> Result<Dockerfile> {
         nodes.push(node);
     }
     let (Some(first), Some(last)) = (nodes.first(), nodes.last()) else {
-        bail!("the Dockerfile has no instructions");
+        return Err(ParseError::whole("the Dockerfile has no instructions"));
     };
     let (start_line, end_line) = (first.start_line, last.end_line);
     Ok(Dockerfile { nodes, escape: directives.escape, syntax: directives.syntax, start_line, end_line })
 }
 
-/// Splits `KEYWORD [--flags] args` and parses args the way the keyword takes them.
+/// Splits `KEYWORD [--flags] args` and parses args the way the keyword takes them. An error
+/// has no line: the caller knows where the line was.
 pub fn node_from_line(line: &str, escape: char) -> Result<Node> {
     let trimmed = line.trim_matches(args::is_space);
     let (keyword, rest) = match trimmed.find(args::is_space) {
@@ -238,11 +186,11 @@ pub fn node_from_line(line: &str, escape: char) -> Result<Node> {
         "label" => Args::KeyValues(args::name_values(rest, "LABEL", escape)?),
         "onbuild" => {
             if rest.is_empty() {
-                bail!("ONBUILD requires an instruction");
+                return Err(ParseError::whole("ONBUILD requires an instruction"));
             }
             // Refused before it recurses: `ONBUILD ONBUILD ...` a thousand times is one line.
             if rest.split(args::is_space).next().is_some_and(|k| k.eq_ignore_ascii_case("onbuild")) {
-                bail!("ONBUILD isn't allowed as an ONBUILD trigger");
+                return Err(ParseError::whole("ONBUILD isn't allowed as an ONBUILD trigger"));
             }
             Args::Nested(Box::new(node_from_line(rest, escape)?))
         }
@@ -303,60 +251,10 @@ fn heredoc_markers(node: &Node) -> Vec<(String, bool, bool)> {
     out
 }
 
-/// The BuildKit test format: `(keyword ["--flag"] "arg" …)`, Go-quoted strings.
-pub fn dump(node: &Node) -> String {
-    let mut out = format!("({}", node.keyword);
-    if !node.flags.is_empty() {
-        let flags: Vec<String> = node.flags.iter().map(|f| go_quote(f)).collect();
-        out.push_str(&format!(" [{}]", flags.join(" ")));
-    }
-    match &node.args {
-        Args::Strings { values, .. } => {
-            for v in values {
-                out.push(' ');
-                out.push_str(&go_quote(v));
-            }
-        }
-        Args::KeyValues(pairs) => {
-            for (k, v, sep) in pairs {
-                out.push_str(&format!(" {} {} {}", go_quote(k), go_quote(v), go_quote(sep)));
-            }
-        }
-        Args::Nested(inner) => {
-            out.push(' ');
-            out.push_str(&dump(inner));
-        }
-    }
-    out.push(')');
-    out
-}
-
-/// Quotes a string as Go's `%q` does.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::dump;
 
     fn dumps(text: &str) -> Vec<String> {
         parse(text).unwrap().nodes.iter().map(dump).collect()

@@ -4,7 +4,9 @@
 
 use anyhow::{Context, Result, bail};
 
-use crate::parser::{Args, Heredoc, Node, ParseError};
+use crate::error::ParseError;
+use crate::mount::{Mount, parse_mount};
+use crate::node::{Args, Heredoc, Node};
 
 /// The command of RUN, CMD, ENTRYPOINT and HEALTHCHECK.
 #[derive(Clone, Debug, PartialEq)]
@@ -15,22 +17,22 @@ pub enum Command {
     Exec(Vec<String>),
 }
 
-/// A `RUN --mount=...`.
-#[derive(Clone, Debug, PartialEq, Default)]
-pub struct Mount {
-    /// `bind` (default), `cache`, `tmpfs`, `secret`, `ssh`.
-    pub kind: String,
-    pub target: Option<String>,
-    pub source: Option<String>,
-    pub from: Option<String>,
-    pub id: Option<String>,
-    pub read_only: Option<bool>,
-    pub sharing: Option<String>,
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub required: bool,
-    pub size: Option<u64>,
+/// RUN: its command, `--mount`s, `--network` and the heredocs that follow the line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSpec {
+    pub command: Command,
+    pub mounts: Vec<Mount>,
+    /// `None` when RUN says nothing: the build's setting.
+    pub network: Option<Network>,
+    pub heredocs: Vec<Heredoc>,
+}
+
+/// `RUN --network=`: the build's choice (`default`), none, or the host's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    Default,
+    None,
+    Host,
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -68,12 +70,7 @@ pub enum Instruction {
         alias: Option<String>,
         platform: Option<String>,
     },
-    Run {
-        command: Command,
-        mounts: Vec<Mount>,
-        network: Option<String>,
-        heredocs: Vec<Heredoc>,
-    },
+    Run(RunSpec),
     Cmd(Command),
     Entrypoint(Command),
     Env(Vec<(String, String)>),
@@ -160,11 +157,8 @@ impl Flags {
 }
 
 /// Converts every node; the first bad one is a [`ParseError`] naming its line.
-pub fn from_nodes(nodes: &[Node]) -> Result<Vec<Step>> {
-    nodes
-        .iter()
-        .map(|n| step(n).map_err(|e| ParseError { line: n.start_line, message: format!("{e:#}") }.into()))
-        .collect()
+pub fn from_nodes(nodes: &[Node]) -> Result<Vec<Step>, ParseError> {
+    nodes.iter().map(|n| step(n).map_err(|e| ParseError::at(n.start_line, format!("{e:#}")))).collect()
 }
 
 fn step(node: &Node) -> Result<Step> {
@@ -218,14 +212,20 @@ fn instruction(node: &Node) -> Result<Instruction> {
                 .into_iter()
                 .map(|m| parse_mount(&m.unwrap_or_default()))
                 .collect::<Result<_>>()?;
-            let network = flags.value("network")?;
-            if let Some(n) = &network
-                && !matches!(n.as_str(), "default" | "none" | "host")
-            {
-                bail!("RUN: --network must be default, none or host, not {n:?}");
-            }
+            let network = match flags.value("network")?.as_deref() {
+                None => None,
+                Some("default") => Some(Network::Default),
+                Some("none") => Some(Network::None),
+                Some("host") => Some(Network::Host),
+                Some(n) => bail!("RUN: --network must be default, none or host, not {n:?}"),
+            };
             // `RUN --security=...` and `--device` are BuildKit extensions we do not offer.
-            Instruction::Run { command: command(node)?, mounts, network, heredocs: node.heredocs.clone() }
+            Instruction::Run(RunSpec {
+                command: command(node)?,
+                mounts,
+                network,
+                heredocs: node.heredocs.clone(),
+            })
         }
         "cmd" => Instruction::Cmd(command(node)?),
         "entrypoint" => Instruction::Entrypoint(command(node)?),
@@ -237,7 +237,8 @@ fn instruction(node: &Node) -> Result<Instruction> {
         }
         "env" | "label" => {
             let Args::KeyValues(pairs) = &node.args else { unreachable!("the parser gives key values") };
-            let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect();
+            let pairs: Vec<(String, String)> =
+                pairs.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
             if pairs.iter().any(|(k, _)| k.is_empty()) {
                 bail!("{upper} names cannot be empty");
             }
@@ -348,58 +349,6 @@ fn health(node: &Node, flags: &mut Flags) -> Result<Health> {
     })
 }
 
-/// `type=cache,target=/root/.cache,sharing=locked,...`
-pub fn parse_mount(spec: &str) -> Result<Mount> {
-    let mut m = Mount { kind: "bind".into(), ..Mount::default() };
-    for field in spec.split(',').filter(|f| !f.is_empty()) {
-        let (k, v) = match field.split_once('=') {
-            Some((k, v)) => (k.to_lowercase(), Some(v.to_string())),
-            None => (field.to_lowercase(), None),
-        };
-        let need = |v: Option<String>| v.with_context(|| format!("--mount: {k} needs a value"));
-        let flag = |v: Option<String>| -> Result<bool> {
-            match v.as_deref() {
-                None | Some("true") => Ok(true),
-                Some("false") => Ok(false),
-                Some(x) => bail!("--mount: {k} expects true or false, got {x:?}"),
-            }
-        };
-        let number = |v: Option<String>, radix: u32| -> Result<u32> {
-            let v = v.with_context(|| format!("--mount: {k} needs a value"))?;
-            u32::from_str_radix(&v, radix).with_context(|| format!("--mount: invalid {k} {v:?}"))
-        };
-        match k.as_str() {
-            "type" => m.kind = need(v)?,
-            "target" | "dst" | "destination" => m.target = Some(need(v)?),
-            "source" | "src" => m.source = Some(need(v)?),
-            "from" => m.from = Some(need(v)?),
-            "id" => m.id = Some(need(v)?),
-            "ro" | "readonly" => m.read_only = Some(flag(v)?),
-            "rw" | "readwrite" => m.read_only = Some(!flag(v)?),
-            "sharing" => {
-                let s = need(v)?;
-                if !matches!(s.as_str(), "shared" | "private" | "locked") {
-                    bail!("--mount: sharing must be shared, private or locked");
-                }
-                m.sharing = Some(s);
-            }
-            "mode" => m.mode = Some(number(v, 8)?),
-            "uid" => m.uid = Some(number(v, 10)?),
-            "gid" => m.gid = Some(number(v, 10)?),
-            "required" => m.required = flag(v)?,
-            "size" => m.size = Some(need(v)?.parse().context("--mount: invalid size")?),
-            _ => bail!("--mount: unknown option {k:?}"),
-        }
-    }
-    if !matches!(m.kind.as_str(), "bind" | "cache" | "tmpfs" | "secret" | "ssh") {
-        bail!("--mount: unknown type {:?}", m.kind);
-    }
-    if m.target.is_none() && !matches!(m.kind.as_str(), "secret" | "ssh") {
-        bail!("--mount: type={} needs a target", m.kind);
-    }
-    Ok(m)
-}
-
 /// The instruction as a line of text (continuations joined), as history records it.
 fn source_text(node: &Node) -> String {
     let mut parts = vec![node.original.to_uppercase()];
@@ -409,11 +358,10 @@ fn source_text(node: &Node) -> String {
             parts.push(serde_json::to_string(values).expect("strings serialise"));
         }
         Args::Strings { values, json: false } => parts.extend(values.iter().cloned()),
-        Args::KeyValues(pairs) => parts.extend(
-            pairs
-                .iter()
-                .map(|(k, v, sep)| if sep.is_empty() { format!("{k} {v}") } else { format!("{k}={v}") }),
-        ),
+        Args::KeyValues(pairs) => parts.extend(pairs.iter().map(|p| {
+            let (k, v) = (&p.key, &p.value);
+            if p.legacy { format!("{k} {v}") } else { format!("{k}={v}") }
+        })),
         Args::Nested(inner) => parts.push(source_text(inner)),
     }
     parts.join(" ")
@@ -422,9 +370,10 @@ fn source_text(node: &Node) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mount::MountKind;
     use crate::parser::parse;
 
-    fn steps(text: &str) -> Result<Vec<Step>> {
+    fn steps(text: &str) -> Result<Vec<Step>, ParseError> {
         from_nodes(&parse(text)?.nodes)
     }
 
@@ -449,9 +398,9 @@ mod tests {
                 platform: Some("linux/amd64".into())
             }
         );
-        let Instruction::Run { mounts, network, command, .. } = &s[1].instruction else { panic!() };
-        assert_eq!((mounts[0].kind.as_str(), mounts[0].target.as_deref()), ("cache", Some("/root/.cache")));
-        assert_eq!((network.as_deref(), command), (Some("none"), &Command::Shell("make".into())));
+        let Instruction::Run(RunSpec { mounts, network, command, .. }) = &s[1].instruction else { panic!() };
+        assert_eq!((mounts[0].kind, mounts[0].target.as_deref()), (MountKind::Cache, Some("/root/.cache")));
+        assert_eq!((*network, command), (Some(Network::None), &Command::Shell("make".into())));
         let Instruction::Copy(c) = &s[2].instruction else { panic!() };
         assert_eq!(
             (c.sources.clone(), c.dest.as_str(), c.from.as_deref(), c.link),
