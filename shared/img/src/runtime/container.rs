@@ -353,10 +353,7 @@ fn check_fields(spec: &Spec, userns: bool) -> Result<()> {
         bail!("config.json: process.oomScoreAdj {oom} is out of range (-1000 to 1000)");
     }
     if let Some(profile) = spec.process.apparmor_profile.as_deref().filter(|p| !p.is_empty()) {
-        let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").unwrap_or_default();
-        if enabled.trim() != "Y" {
-            bail!("config.json: process.apparmorProfile {profile:?}: AppArmor is not enabled on this host");
-        }
+        super::apparmor::prepare(profile)?;
     }
     Ok(())
 }
@@ -369,13 +366,7 @@ fn apply_process_attrs(spec: &Spec) -> Result<()> {
             .context("config.json: process.oomScoreAdj: writing /proc/self/oom_score_adj")?;
     }
     if let Some(profile) = spec.process.apparmor_profile.as_deref().filter(|p| !p.is_empty()) {
-        let attr = if std::path::Path::new("/proc/self/attr/apparmor/exec").exists() {
-            "/proc/self/attr/apparmor/exec"
-        } else {
-            "/proc/self/attr/exec"
-        };
-        std::fs::write(attr, format!("exec {profile}"))
-            .with_context(|| format!("config.json: process.apparmorProfile: setting {profile:?}"))?;
+        super::apparmor::apply_on_exec(profile)?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! the runtime's own binary out of the container's reach; [`seccomp`] limits the syscalls
 //! the container may make.
 
+pub mod apparmor;
 pub mod capabilities;
 pub mod cgroup;
 pub mod cgroup_bpf;

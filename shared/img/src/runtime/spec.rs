@@ -369,7 +369,8 @@ impl Spec {
                 }),
                 rlimits: Vec::new(),
                 oom_score_adj: None,
-                apparmor_profile: None,
+                // As docker: its default profile where the host has AppArmor.
+                apparmor_profile: super::apparmor::default_for_host(),
                 // As docker: setuid programs (sudo, su) work unless asked otherwise.
                 no_new_privileges: false,
             },
