@@ -326,10 +326,15 @@ fn docker_run_flags_people_type_by_habit() {
     let limits = env.sh(&["--ulimit", "nofile=1:1", "--ulimit", "nofile=70:80"], "ulimit -n; ulimit -Hn");
     assert_eq!(limits, "70\n80\n");
 
-    // --add-host lines land in /etc/hosts, IPv6 too.
-    let hosts = env.sh(&["--add-host", "db:10.1.2.3", "--add-host", "v6:::1"], "grep -E 'db|v6' /etc/hosts");
+    // --add-host lines land in /etc/hosts, IPv6 too. (Whole names: the container's random id,
+    // also in /etc/hosts, may contain "db".)
+    let hosts = env.sh(
+        &["--add-host", "db:10.1.2.3", "--add-host", "v6:::1"],
+        "grep -E '[[:space:]](db|v6)$' /etc/hosts",
+    );
     assert_eq!(hosts, "10.1.2.3\tdb\n::1\tv6\n");
-    let none = env.sh(&["--network", "none", "--add-host", "db=10.9.9.9"], "grep db /etc/hosts");
+    let none =
+        env.sh(&["--network", "none", "--add-host", "db=10.9.9.9"], "grep -E '[[:space:]]db$' /etc/hosts");
     assert_eq!(none, "10.9.9.9\tdb\n");
 
     // --group-add: gids or names of the container's /etc/group, after the user's own groups.
