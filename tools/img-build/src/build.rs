@@ -131,7 +131,7 @@ impl<'a> Builder<'a> {
         let name = self.options.dockerfile_name.clone();
         let at_line = |e: anyhow::Error| match e.downcast::<parser::ParseError>() {
             Ok(p) => anyhow!("{name}:{}: {}", p.line, p.message),
-            Err(e) => anyhow!("{name}: {}", img::cli::one_line(&e)),
+            Err(e) => anyhow!("{name}: {}", img_cli::one_line(&e)),
         };
         let dockerfile = parser::parse(&self.options.dockerfile).map_err(at_line)?;
         let escape = dockerfile.escape;
@@ -144,7 +144,7 @@ impl<'a> Builder<'a> {
                 unreachable!("stages start with FROM")
             };
             shell::expand(image, escape, &|n: &str| globals.get(n).cloned())
-                .map_err(|e| parser::ParseError { line: s.from.line, message: img::cli::one_line(&e) }.into())
+                .map_err(|e| parser::ParseError { line: s.from.line, message: img_cli::one_line(&e) }.into())
         };
         let order = stages.build_order(target, &base_of).map_err(at_line)?;
         let mut results: HashMap<usize, StageResult> = HashMap::new();
@@ -167,7 +167,7 @@ impl<'a> Builder<'a> {
                 (None, Some(d)) => {
                     Some(shell::expand(d, escape, &|n: &str| values.get(n).cloned()).map_err(
                         |e| -> anyhow::Error {
-                            parser::ParseError { line, message: img::cli::one_line(&e) }.into()
+                            parser::ParseError { line, message: img_cli::one_line(&e) }.into()
                         },
                     )?)
                 }
@@ -240,7 +240,7 @@ impl<'a> Builder<'a> {
                 .step(stages, stage, step, &mut state, key, globals, done, escape)
                 .and_then(|key| state.check_size().map(|()| key))
                 .map_err(|e| {
-                    anyhow!("{}:{}: {}", self.options.dockerfile_name, step.line, img::cli::one_line(&e))
+                    anyhow!("{}:{}: {}", self.options.dockerfile_name, step.line, img_cli::one_line(&e))
                 })?;
         }
         Ok(StageResult { state, key })

@@ -84,7 +84,7 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
                     f.code
                 }
                 Err(e) => {
-                    eprintln!("img-build: {}", img::cli::one_line(&e));
+                    eprintln!("img-build: {}", img_cli::one_line(&e));
                     125
                 }
             };

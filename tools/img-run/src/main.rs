@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser};
 use container_dir::ContainerDir;
-use img::cli::{self, LayoutArg};
 use img::layout::Layout;
 use img::platform::Platform;
 use img::record;
@@ -18,6 +17,7 @@ use img::registry::{self, Connections, pull};
 use img::runtime::options::{self, RunOptions};
 use img::runtime::{self, Container, Outcome, Rootfs, Spec};
 use img::{resolve, snapshot, store};
+use img_cli::LayoutArg;
 use serde_json::Value;
 
 /// Run a command in a new container, from an image or an OCI runtime bundle, the way
@@ -152,12 +152,12 @@ fn main() -> ExitCode {
     // The container must not reach this binary through /proc/self/exe or /proc/1/exe
     // (CVE-2019-5736): from here on img-run runs a sealed copy of itself.
     if let Err(e) = runtime::sealed_exe::ensure("img-run") {
-        eprintln!("img-run: {}", cli::one_line(&e));
+        eprintln!("img-run: {}", img_cli::one_line(&e));
         return ExitCode::from(125);
     }
     // Rootless, -u and --group-add may use the user's ids of /etc/subuid and /etc/subgid.
     runtime::namespaces::allow_subordinate_ids();
-    cli::run("img-run", || {
+    img_cli::run("img-run", || {
         let mut args = match Args::try_parse() {
             Ok(a) => a,
             // Usage errors exit 125 as docker's do; --help and --version exit 0.
@@ -171,7 +171,7 @@ fn main() -> ExitCode {
         Ok(match run(args) {
             Ok(code) => ExitCode::from(code as u8),
             Err(e) => {
-                eprintln!("img-run: {}", cli::one_line(&e));
+                eprintln!("img-run: {}", img_cli::one_line(&e));
                 ExitCode::from(125)
             }
         })
