@@ -118,7 +118,7 @@ fn main() -> ExitCode {
             },
             add_hosts: {
                 for h in &args.add_host {
-                    img::runtime::options::parse_add_host(h)?;
+                    img_cli::parse_add_host(h)?;
                 }
                 args.add_host.clone()
             },

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use img::layer::root::Root;
-use img::runtime::options;
+use img::runtime::etc_files;
 use img::runtime::spec::{Mount, Spec};
 use img::runtime::{self, Container, Outcome, Rootfs};
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -58,7 +58,9 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
     if step.network_none {
         spec.set_namespace("network", true);
     }
-    options::add_etc_files(&mut spec, dir, "img-build", step.network_none, true, &step.add_hosts)?;
+    let extra_hosts =
+        step.add_hosts.iter().map(|h| img_cli::parse_add_host(h)).collect::<Result<Vec<_>>>()?;
+    etc_files::add_etc_files(&mut spec, dir, "img-build", step.network_none, true, &extra_hosts)?;
     spec.mounts.extend(step.mounts.iter().cloned());
     let container = Container {
         id: format!("build-{}", std::process::id()),

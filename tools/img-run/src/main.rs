@@ -2,6 +2,13 @@
 //! overlayfs over per-layer snapshots) or from an OCI runtime bundle.
 
 mod container_dir;
+mod device_flags;
+mod env;
+mod mount_flags;
+mod options;
+mod security_opts;
+mod sizes;
+mod ulimit;
 
 use std::io::{self, IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -14,10 +21,11 @@ use img::layout::Layout;
 use img::platform::Platform;
 use img::record;
 use img::registry::{self, Connections, pull};
-use img::runtime::options::{self, RunOptions};
+use img::runtime::etc_files;
 use img::runtime::{self, Container, Outcome, Rootfs, Spec};
 use img::{resolve, snapshot, store};
 use img_cli::LayoutArg;
+use options::RunOptions;
 use serde_json::Value;
 
 /// Run a command in a new container, from an image or an OCI runtime bundle, the way
@@ -245,9 +253,9 @@ fn from_stdin() -> Result<Target> {
 fn run(args: Args) -> Result<i32> {
     let mut env = Vec::new();
     for f in &args.env_file {
-        env.extend(options::read_env_file(f)?);
+        env.extend(env::read_env_file(f)?);
     }
-    env.extend(args.env.iter().filter_map(|e| options::expand_env_arg(e)));
+    env.extend(args.env.iter().filter_map(|e| env::expand_env_arg(e)));
     let opts = RunOptions {
         command: args.command.clone(),
         entrypoint: args.entrypoint.clone(),
@@ -258,11 +266,11 @@ fn run(args: Args) -> Result<i32> {
         volumes: args.volumes.clone(),
         tmpfs: args.tmpfs.clone(),
         mounts: args.mount.clone(),
-        shm_size: args.shm_size.as_deref().map(options::parse_bytes).transpose()?,
+        shm_size: args.shm_size.as_deref().map(sizes::parse_bytes).transpose()?,
         read_only: args.read_only,
         network: args.network.clone(),
         tty: args.tty,
-        memory: args.memory.as_deref().map(options::parse_bytes).transpose()?,
+        memory: args.memory.as_deref().map(sizes::parse_bytes).transpose()?,
         pids_limit: args.pids_limit,
         cpus: args.cpus,
         cap_add: args.cap_add.clone(),
@@ -416,9 +424,10 @@ fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path
         (None, true) => id[..id.len().min(12)].to_string(),
     };
     spec.hostname = Some(hostname.clone());
-    options::set_env(&mut spec.process.env, &format!("HOSTNAME={hostname}"));
+    env::set_env(&mut spec.process.env, &format!("HOSTNAME={hostname}"));
     let cli_user = options::apply(&mut spec, opts, false)?;
-    options::add_etc_files(&mut spec, &dir.path, &hostname, network_none, false, &args.add_host)?;
+    let extra_hosts = args.add_host.iter().map(|h| img_cli::parse_add_host(h)).collect::<Result<Vec<_>>>()?;
+    etc_files::add_etc_files(&mut spec, &dir.path, &hostname, network_none, false, &extra_hosts)?;
     let c = Container {
         id,
         spec,
