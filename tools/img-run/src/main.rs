@@ -22,6 +22,7 @@ use img::platform::Platform;
 use img::record;
 use img::registry::{self, Connections, pull};
 use img::runtime::etc_files;
+use img::runtime::overlay::{self, OverlayDirs};
 use img::runtime::{self, Container, Outcome, Rootfs, Spec};
 use img::{resolve, snapshot, store};
 use img_cli::LayoutArg;
@@ -382,10 +383,6 @@ fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path
     let rootfs = if snapshot::overlay_supported() && !rootless {
         let snaps = snapshot::Snapshots::open(&root)?;
         _snapshots_held = Some(snaps.hold()?);
-        let mut lower = Vec::new();
-        for (layer, diff_id) in image.manifest.layers.iter().zip(&diff_ids) {
-            lower.push(snaps.ensure(&layout, layer, diff_id)?);
-        }
         if image.manifest.layers.len() != diff_ids.len() {
             bail!(
                 "{name}: the config lists {} diff_ids for {} layers",
@@ -393,21 +390,9 @@ fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path
                 image.manifest.layers.len()
             );
         }
-        lower.reverse();
-        if lower.is_empty() {
-            let empty = dir.path.join("empty");
-            std::fs::create_dir(&empty).context("creating an empty lower layer")?;
-            lower.push(empty);
-        }
-        let (upper, work, target) = (dir.path.join("upper"), dir.path.join("work"), dir.path.join("rootfs"));
-        for d in [&upper, &work, &target] {
-            std::fs::create_dir(d).with_context(|| format!("creating {}", d.display()))?;
-        }
-        if args.keep {
-            Rootfs::Overlay { lower, upper, work, target }
-        } else {
-            Rootfs::ScratchOverlay { lower, upper, work, target }
-        }
+        let lower = overlay::snapshot_lowers(&snaps, &layout, image.manifest.layers.iter().zip(&diff_ids))?;
+        let dirs = OverlayDirs::create(&dir.path, lower)?;
+        if args.keep { dirs.rootfs() } else { dirs.scratch_rootfs() }
     } else {
         let target = dir.path.join("upper");
         snapshot::unpack_copy(&layout, &image.manifest.layers, &diff_ids, &target)?;

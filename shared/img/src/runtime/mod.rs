@@ -1,7 +1,8 @@
 //! A container runtime on Linux namespaces: what img-run runs a container with.
 //!
 //! One concept per file: the runtime spec we read ([`spec`]), namespaces, mounts and
-//! pivot_root (with the /etc files docker provides, [`etc_files`]), users, capabilities, cgroups (with device rules:
+//! pivot_root (with the overlay root over layer snapshots, [`overlay`], and the /etc files
+//! docker provides, [`etc_files`]), users, capabilities, cgroups (with device rules:
 //! [`device_rules`], v2's [`cgroup_bpf`]), the pty, signals, the final process setup and
 //! exec ([`process`]), and the life of one container ([`container`]). [`sealed_exe`] keeps
 //! the runtime's own binary out of the container's reach; [`seccomp`] limits the syscalls
@@ -18,6 +19,7 @@ pub mod fields;
 pub mod hooks;
 pub mod mounts;
 pub mod namespaces;
+pub mod overlay;
 pub mod process;
 pub mod pty;
 pub mod sealed_exe;
