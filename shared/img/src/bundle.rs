@@ -19,8 +19,7 @@ pub const OCI_VERSION: &str = "1.0.2";
 
 // One list of docker's defaults for both runtimes: what we write for runc and what img-run uses.
 pub use crate::runtime::capabilities::DOCKER_DEFAULT as DEFAULT_CAPABILITIES;
-pub use crate::runtime::options::DEFAULT_PATH;
-pub use crate::runtime::spec::{MASKED_PATHS, READONLY_PATHS};
+pub use crate::runtime::spec::{DEFAULT_PATH, MASKED_PATHS, READONLY_PATHS};
 
 /// How the bundle is meant to run.
 #[derive(Clone, Debug, Default)]

@@ -3,7 +3,6 @@
 
 pub mod bundle;
 pub mod changes;
-pub mod cli;
 pub mod digest;
 pub mod document;
 pub mod gc;

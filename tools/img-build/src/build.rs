@@ -178,7 +178,7 @@ impl<'a> Builder<'a> {
                 unreachable!("stages start with FROM")
             };
             shell::expand(image, escape, &|n: &str| globals.get(n).cloned())
-                .map_err(|e| ParseError::at(s.from.line, img::cli::one_line(&e)))
+                .map_err(|e| ParseError::at(s.from.line, img_cli::one_line(&e)))
         };
         let order = stages.build_order(target, &base_of).map_err(at_line)?;
         let mut results: HashMap<usize, StageResult> = HashMap::new();
@@ -200,7 +200,7 @@ impl<'a> Builder<'a> {
                 (Some(v), _) => Some(v.clone()),
                 (None, Some(d)) => Some(
                     shell::expand(d, escape, &|n: &str| values.get(n).cloned())
-                        .map_err(|e| ParseError::at(line, img::cli::one_line(&e)))?,
+                        .map_err(|e| ParseError::at(line, img_cli::one_line(&e)))?,
                 ),
                 (None, None) => None,
             };
@@ -270,7 +270,7 @@ impl<'a> Builder<'a> {
         let mut cx = StepContext { stages, stage, done, globals, escape, state, key, vars };
         for step in &steps {
             self.dispatch(&mut cx, step).and_then(|()| cx.state.check_size()).map_err(|e| {
-                anyhow!("{}:{}: {}", self.options.dockerfile_name, step.line, img::cli::one_line(&e))
+                anyhow!("{}:{}: {}", self.options.dockerfile_name, step.line, img_cli::one_line(&e))
             })?;
         }
         Ok(StageResult { state: cx.state, key: cx.key })

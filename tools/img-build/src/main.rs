@@ -11,18 +11,18 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use img::changes::Compression;
-use img::cli::{self, LayoutArg};
 use img::layer::apply::{Applier, Options as ApplyOptions};
 use img::layer::compression::decompress;
 use img::layout::Layout;
 use img::platform::Platform;
 use img::record::{self, ImageRecord};
 use img::reference::Reference;
+use img::registry::Connections;
 use img::registry::timeouts::limit;
-use img::registry::{Connections, RegistryArgs};
 use img::store;
 use img_build::build::{self, Builder};
 use img_build::context::BuildContext;
+use img_cli::{LayoutArg, RegistryArgs};
 
 /// Build an image from a Dockerfile and a context directory (or `-`: a tar on stdin) into the
 /// layout, and print its record. The build log goes to stderr.
@@ -90,7 +90,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    cli::run("img-build", || {
+    img_cli::run("img-build", || {
         // RUN steps must not reach this binary through /proc/self/exe (CVE-2019-5736): from
         // here on img-build runs a sealed copy of itself.
         img::runtime::sealed_exe::ensure("img-build")?;
@@ -118,7 +118,7 @@ fn main() -> ExitCode {
             },
             add_hosts: {
                 for h in &args.add_host {
-                    img::runtime::options::parse_add_host(h)?;
+                    img_cli::parse_add_host(h)?;
                 }
                 args.add_host.clone()
             },

@@ -4,14 +4,14 @@
 //! The runtime enters new namespaces in the process that calls it (a PID namespace can hold
 //! only one first child), so each RUN runs in a forked child of img-build.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use img::layer::root::Root;
-use img::runtime::options;
+use img::runtime::etc_files;
+use img::runtime::overlay::OverlayDirs;
 use img::runtime::spec::{Mount, Spec};
-use img::runtime::{self, Container, Outcome, Rootfs};
+use img::runtime::{self, Container, Outcome};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork};
 
@@ -41,15 +41,7 @@ const MOUNT_POINTS: [&str; 6] = ["proc", "sys", "dev", "etc/hosts", "etc/resolv.
 /// Runs the step with `dir` as its scratch space; returns the upper directory holding the
 /// changes. A non-zero exit is an error that says the status.
 pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
-    let (upper, work, target, empty) =
-        (dir.join("upper"), dir.join("work"), dir.join("rootfs"), dir.join("empty"));
-    for d in [&upper, &work, &target, &empty] {
-        fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
-    let mut lower = step.lower.clone();
-    if lower.is_empty() {
-        lower.push(empty); // overlayfs needs at least one lower directory
-    }
+    let overlay = OverlayDirs::create(dir, step.lower.clone())?;
     let mut spec = Spec::docker_default();
     spec.process.args = step.argv.clone();
     spec.process.env = step.env.clone();
@@ -58,12 +50,14 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
     if step.network_none {
         spec.set_namespace("network", true);
     }
-    options::add_etc_files(&mut spec, dir, "img-build", step.network_none, true, &step.add_hosts)?;
+    let extra_hosts =
+        step.add_hosts.iter().map(|h| img_cli::parse_add_host(h)).collect::<Result<Vec<_>>>()?;
+    etc_files::add_etc_files(&mut spec, dir, "img-build", step.network_none, true, &extra_hosts)?;
     spec.mounts.extend(step.mounts.iter().cloned());
     let container = Container {
         id: format!("build-{}", std::process::id()),
         spec,
-        rootfs: Rootfs::Overlay { lower: lower.clone(), upper: upper.clone(), work, target },
+        rootfs: overlay.rootfs(),
         bundle: dir.to_path_buf(),
         user: step.user.clone(),
         group_add: Vec::new(),
@@ -84,7 +78,7 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
                     f.code
                 }
                 Err(e) => {
-                    eprintln!("img-build: {}", img::cli::one_line(&e));
+                    eprintln!("img-build: {}", img_cli::one_line(&e));
                     125
                 }
             };
@@ -101,8 +95,8 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
         .map(|s| s.to_string())
         .chain(step.mounts.iter().map(|m| m.destination.trim_start_matches('/').to_string()))
         .collect();
-    remove_mount_stubs(&upper, &lower, &stubs)?;
-    Ok(upper)
+    remove_mount_stubs(&overlay.upper, &overlay.lower, &stubs)?;
+    Ok(overlay.upper)
 }
 
 /// The exit status of the step's child (128+N if killed by signal N).
@@ -159,6 +153,8 @@ fn remove_mount_stubs(upper: &Path, lower: &[PathBuf], stubs: &[String]) -> Resu
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]

@@ -4,10 +4,10 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use img::cli::{self, LayoutArg};
 use img::layout::Layout;
 use img::summary::{self, Summary};
 use img::{record, refs, store};
+use img_cli::LayoutArg;
 
 /// List the images in an OCI image layout: a table on a terminal, JSON Lines otherwise.
 #[derive(Parser)]
@@ -23,7 +23,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    cli::run("img-ls", || {
+    img_cli::run("img-ls", || {
         let args = Args::parse();
         let path = store::choose_layout(args.layout.layout.as_deref(), None)?;
         // Nothing stored yet (no directory, or an empty one) is an empty list; a directory
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
                 Ok(s) => record::print(&s.record(layout.root()))?,
                 Err(e) => {
                     let name = entry.ref_name().map_or_else(|| entry.digest.to_string(), str::to_string);
-                    eprintln!("img-ls: {name}: {}", cli::one_line(&e));
+                    eprintln!("img-ls: {name}: {}", img_cli::one_line(&e));
                     failed = true;
                 }
             }

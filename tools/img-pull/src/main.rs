@@ -5,15 +5,15 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use img::cli::{self, LayoutArg};
 use img::layout::Layout;
 use img::platform::Platform;
 use img::record::{self, ImageRecord};
 use img::reference::Reference;
+use img::registry::Connections;
 use img::registry::progress::Bars;
 use img::registry::pull::{self, PullOptions};
-use img::registry::{Connections, RegistryArgs};
 use img::store;
+use img_cli::{LayoutArg, RegistryArgs};
 use serde_json::Value;
 
 /// Pull images from registries into an OCI image layout (references as arguments or JSON Lines
@@ -36,9 +36,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    cli::run("img-pull", || {
+    img_cli::run("img-pull", || {
         let args = Args::parse();
-        cli::require_images::<Args>(&args.images, "name references as arguments or JSON Lines on stdin");
+        img_cli::require_images::<Args>(&args.images, "name references as arguments or JSON Lines on stdin");
         // An empty pipeline (nothing selected upstream) has nothing to do.
         let inputs = record::inputs(&args.images)?;
         let layout = Layout::open_or_create(store::choose_layout(args.layout.layout.as_deref(), None)?)?;
@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         for input in inputs {
             if let Err(e) = pull_one(&input.name, &layout, &mut connections, &options, &progress) {
                 let shown = input.name.parse::<Reference>().map_or(input.name.clone(), |r| r.to_string());
-                eprintln!("img-pull: {shown}: {}", cli::one_line(&e));
+                eprintln!("img-pull: {shown}: {}", img_cli::one_line(&e));
                 ok = false;
             }
         }

@@ -5,14 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
 use clap::Parser;
-use img::cli::{self, LayoutArg};
 use img::layout::Layout;
 use img::record::{self, ImageRecord, Input};
 use img::reference::Reference;
+use img::registry::Connections;
 use img::registry::progress::{Bars, Progress};
 use img::registry::push::{self, PushOptions};
-use img::registry::{Connections, RegistryArgs};
 use img::{refs, store};
+use img_cli::{LayoutArg, RegistryArgs};
 use serde_json::Value;
 
 /// Push images from an OCI image layout to the registry their reference names, or to --to
@@ -35,9 +35,9 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    cli::run("img-push", || {
+    img_cli::run("img-push", || {
         let args = Args::parse();
-        cli::require_images::<Args>(&args.images, "name images as arguments or JSON Lines on stdin");
+        img_cli::require_images::<Args>(&args.images, "name images as arguments or JSON Lines on stdin");
         // An empty pipeline (nothing selected upstream) has nothing to do.
         let inputs = record::inputs(&args.images)?;
         let to = args.to.as_deref().map(str::parse::<Reference>).transpose()?;
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
         let mut ok = true;
         for input in &inputs {
             if let Err(e) = push_one(input, &args, to.as_ref(), &mut connections, &options, &progress) {
-                eprintln!("img-push: {}: {}", input.name, cli::one_line(&e));
+                eprintln!("img-push: {}: {}", input.name, img_cli::one_line(&e));
                 ok = false;
             }
         }

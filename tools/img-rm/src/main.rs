@@ -6,13 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use img::cli::{self, LayoutArg};
 use img::digest::Digest;
 use img::document::Descriptor;
 use img::layout::Layout;
 use img::record::{self, ImageRecord, Input};
 use img::snapshot::{self, Collection};
 use img::{gc, graph, refs, store};
+use img_cli::LayoutArg;
 use serde_json::{Value, json};
 
 /// Remove images (by reference or digest, as arguments or JSON Lines on stdin) and
@@ -36,7 +36,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    cli::run("img-rm", || {
+    img_cli::run("img-rm", || {
         let args = Args::parse();
         let flag = args.layout.layout.as_deref();
         if args.prune {
@@ -57,12 +57,12 @@ fn main() -> ExitCode {
                     eprintln!("img-rm: snapshots are in use by a running container or build: kept")
                 }
                 Ok(Collection::NoSnapshots) => {}
-                Err(e) => eprintln!("img-rm: warning: {}", cli::one_line(&e)),
+                Err(e) => eprintln!("img-rm: warning: {}", img_cli::one_line(&e)),
             }
             record::print(&out)?;
             return Ok(ExitCode::SUCCESS);
         }
-        cli::require_images::<Args>(
+        img_cli::require_images::<Args>(
             &args.images,
             "name references as arguments or JSON Lines on stdin (or use --prune)",
         );
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
         for (path, inputs) in by_layout {
             // A layout that cannot be opened fails its images, not those of the other layouts.
             ok &= remove_from(&path, &inputs, &args).unwrap_or_else(|e| {
-                eprintln!("img-rm: {}", cli::one_line(&e));
+                eprintln!("img-rm: {}", img_cli::one_line(&e));
                 false
             });
         }
@@ -126,11 +126,11 @@ fn remove_from(path: &std::path::Path, inputs: &[Input], args: &Args) -> Result<
                 }
                 // Snapshots are a cache: failing to collect them fails nothing.
                 if let Err(e) = snapshot::collect_unused(&layout) {
-                    eprintln!("img-rm: warning: {}", cli::one_line(&e));
+                    eprintln!("img-rm: warning: {}", img_cli::one_line(&e));
                 }
             }
             Err(e) => {
-                eprintln!("img-rm: {}", cli::one_line(&e));
+                eprintln!("img-rm: {}", img_cli::one_line(&e));
                 ok = false;
             }
         }

@@ -2,6 +2,13 @@
 //! overlayfs over per-layer snapshots) or from an OCI runtime bundle.
 
 mod container_dir;
+mod device_flags;
+mod env;
+mod mount_flags;
+mod options;
+mod security_opts;
+mod sizes;
+mod ulimit;
 
 use std::io::{self, IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -10,14 +17,16 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser};
 use container_dir::ContainerDir;
-use img::cli::{self, LayoutArg};
 use img::layout::Layout;
 use img::platform::Platform;
 use img::record;
 use img::registry::{self, Connections, pull};
-use img::runtime::options::{self, RunOptions};
+use img::runtime::etc_files;
+use img::runtime::overlay::{self, OverlayDirs};
 use img::runtime::{self, Container, Outcome, Rootfs, Spec};
 use img::{resolve, snapshot, store};
+use img_cli::LayoutArg;
+use options::RunOptions;
 use serde_json::Value;
 
 /// Run a command in a new container, from an image or an OCI runtime bundle, the way
@@ -152,12 +161,12 @@ fn main() -> ExitCode {
     // The container must not reach this binary through /proc/self/exe or /proc/1/exe
     // (CVE-2019-5736): from here on img-run runs a sealed copy of itself.
     if let Err(e) = runtime::sealed_exe::ensure("img-run") {
-        eprintln!("img-run: {}", cli::one_line(&e));
+        eprintln!("img-run: {}", img_cli::one_line(&e));
         return ExitCode::from(125);
     }
     // Rootless, -u and --group-add may use the user's ids of /etc/subuid and /etc/subgid.
     runtime::namespaces::allow_subordinate_ids();
-    cli::run("img-run", || {
+    img_cli::run("img-run", || {
         let mut args = match Args::try_parse() {
             Ok(a) => a,
             // Usage errors exit 125 as docker's do; --help and --version exit 0.
@@ -171,7 +180,7 @@ fn main() -> ExitCode {
         Ok(match run(args) {
             Ok(code) => ExitCode::from(code as u8),
             Err(e) => {
-                eprintln!("img-run: {}", cli::one_line(&e));
+                eprintln!("img-run: {}", img_cli::one_line(&e));
                 ExitCode::from(125)
             }
         })
@@ -245,9 +254,9 @@ fn from_stdin() -> Result<Target> {
 fn run(args: Args) -> Result<i32> {
     let mut env = Vec::new();
     for f in &args.env_file {
-        env.extend(options::read_env_file(f)?);
+        env.extend(env::read_env_file(f)?);
     }
-    env.extend(args.env.iter().filter_map(|e| options::expand_env_arg(e)));
+    env.extend(args.env.iter().filter_map(|e| env::expand_env_arg(e)));
     let opts = RunOptions {
         command: args.command.clone(),
         entrypoint: args.entrypoint.clone(),
@@ -258,11 +267,11 @@ fn run(args: Args) -> Result<i32> {
         volumes: args.volumes.clone(),
         tmpfs: args.tmpfs.clone(),
         mounts: args.mount.clone(),
-        shm_size: args.shm_size.as_deref().map(options::parse_bytes).transpose()?,
+        shm_size: args.shm_size.as_deref().map(sizes::parse_bytes).transpose()?,
         read_only: args.read_only,
         network: args.network.clone(),
         tty: args.tty,
-        memory: args.memory.as_deref().map(options::parse_bytes).transpose()?,
+        memory: args.memory.as_deref().map(sizes::parse_bytes).transpose()?,
         pids_limit: args.pids_limit,
         cpus: args.cpus,
         cap_add: args.cap_add.clone(),
@@ -374,10 +383,6 @@ fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path
     let rootfs = if snapshot::overlay_supported() && !rootless {
         let snaps = snapshot::Snapshots::open(&root)?;
         _snapshots_held = Some(snaps.hold()?);
-        let mut lower = Vec::new();
-        for (layer, diff_id) in image.manifest.layers.iter().zip(&diff_ids) {
-            lower.push(snaps.ensure(&layout, layer, diff_id)?);
-        }
         if image.manifest.layers.len() != diff_ids.len() {
             bail!(
                 "{name}: the config lists {} diff_ids for {} layers",
@@ -385,21 +390,9 @@ fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path
                 image.manifest.layers.len()
             );
         }
-        lower.reverse();
-        if lower.is_empty() {
-            let empty = dir.path.join("empty");
-            std::fs::create_dir(&empty).context("creating an empty lower layer")?;
-            lower.push(empty);
-        }
-        let (upper, work, target) = (dir.path.join("upper"), dir.path.join("work"), dir.path.join("rootfs"));
-        for d in [&upper, &work, &target] {
-            std::fs::create_dir(d).with_context(|| format!("creating {}", d.display()))?;
-        }
-        if args.keep {
-            Rootfs::Overlay { lower, upper, work, target }
-        } else {
-            Rootfs::ScratchOverlay { lower, upper, work, target }
-        }
+        let lower = overlay::snapshot_lowers(&snaps, &layout, image.manifest.layers.iter().zip(&diff_ids))?;
+        let dirs = OverlayDirs::create(&dir.path, lower)?;
+        if args.keep { dirs.rootfs() } else { dirs.scratch_rootfs() }
     } else {
         let target = dir.path.join("upper");
         snapshot::unpack_copy(&layout, &image.manifest.layers, &diff_ids, &target)?;
@@ -416,9 +409,10 @@ fn run_image(args: &Args, opts: &RunOptions, id: String, name: &str, layout_path
         (None, true) => id[..id.len().min(12)].to_string(),
     };
     spec.hostname = Some(hostname.clone());
-    options::set_env(&mut spec.process.env, &format!("HOSTNAME={hostname}"));
+    env::set_env(&mut spec.process.env, &format!("HOSTNAME={hostname}"));
     let cli_user = options::apply(&mut spec, opts, false)?;
-    options::add_etc_files(&mut spec, &dir.path, &hostname, network_none, false, &args.add_host)?;
+    let extra_hosts = args.add_host.iter().map(|h| img_cli::parse_add_host(h)).collect::<Result<Vec<_>>>()?;
+    etc_files::add_etc_files(&mut spec, &dir.path, &hostname, network_none, false, &extra_hosts)?;
     let c = Container {
         id,
         spec,

@@ -9,13 +9,13 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use img::cli::{self, LayoutArg};
 use img::layer::apply::{Applier, Options, Owners, Whiteouts};
 use img::layout::Layout;
 use img::platform::Platform;
 use img::record::{self, ImageRecord, Input};
 use img::resolve::{self, Image};
 use img::{bundle, layer, store};
+use img_cli::LayoutArg;
 use serde_json::{Value, json};
 
 /// Unpack an image (a reference or digest, or a JSON Lines record on stdin) into an OCI
@@ -43,7 +43,7 @@ struct Args {
 const MARKER: &str = "img-unpack.json";
 
 fn main() -> ExitCode {
-    cli::run("img-unpack", || {
+    img_cli::run("img-unpack", || {
         let args = Args::parse();
         let inputs = record::inputs(args.image.as_slice())?;
         match inputs.len() {

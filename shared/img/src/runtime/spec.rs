@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::capabilities;
 
+/// docker's PATH for images that set none.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Paths docker hides from containers.
 pub const MASKED_PATHS: [&str; 12] = [
     "/proc/asound",

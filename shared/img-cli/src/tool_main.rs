@@ -1,17 +1,10 @@
-//! What every tool's `main` shares: the `--layout` flag, one-line errors and exit codes.
+//! What every tool's `main` shares around its body: exit codes (0, 1 for a failure, 2 for a
+//! usage error), quiet ends of pipes, and the usage error of a tool given no image.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// `--layout DIR`, flattened into every tool's arguments.
-#[derive(Clone, Debug, clap::Args)]
-pub struct LayoutArg {
-    /// The OCI image layout to use (default: the store's, under $IMG_ROOT or
-    /// ~/.local/share/img)
-    #[arg(long, value_name = "DIR", env = "IMG_LAYOUT")]
-    pub layout: Option<PathBuf>,
-}
+use crate::errors::one_line;
 
 /// A tool that reads images from arguments or stdin has nothing to read when it got no
 /// argument and stdin is a terminal: that is a usage error (exit 2), `no image given: {hint}`.
@@ -34,11 +27,6 @@ pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<ExitCode>) -> ExitC
             ExitCode::FAILURE
         }
     }
-}
-
-/// An error and its causes on one line.
-pub fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
 }
 
 /// `img-ls | head -1` should end quietly, as Unix tools do, not panic on EPIPE.

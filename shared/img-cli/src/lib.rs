@@ -1,0 +1,18 @@
+//! The command-line conventions the img tools share: the flags several tools take
+//! (`--layout`, the registry flags, `--add-host`), errors as one line, and exit codes.
+//!
+//! This is apart from the `img` library so that the library stays free of argument parsing:
+//! it takes plain values (a layout path, [`img::registry::Options`]) and never knows how a
+//! user spelled them.
+
+pub mod add_host;
+pub mod errors;
+pub mod layout_arg;
+pub mod registry_args;
+pub mod tool_main;
+
+pub use add_host::parse_add_host;
+pub use errors::one_line;
+pub use layout_arg::LayoutArg;
+pub use registry_args::RegistryArgs;
+pub use tool_main::{require_images, run};

@@ -1,0 +1,62 @@
+//! `--security-opt`, docker's spelling: no-new-privileges, the seccomp profile, and the
+//! AppArmor/SELinux switches that turn off confinement img-run does not have.
+
+use anyhow::{Context, Result, bail};
+use img::runtime::seccomp;
+use img::runtime::spec::{Process, Spec};
+
+/// What `--security-opt seccomp=…` asked for.
+pub enum SeccompChoice {
+    /// Nothing said: docker's default for images (off with `--privileged`), the bundle's own.
+    Default,
+    Unconfined,
+    /// A profile file in docker's format.
+    Profile(String),
+}
+
+/// Applies `--security-opt` entries: `no-new-privileges[=|:true|false]`, `seccomp=PROFILE.json|
+/// unconfined`, and the docker ones that turn off confinement img-run does not have (AppArmor,
+/// SELinux labels).
+pub fn apply_security_opts(p: &mut Process, opts: &[String]) -> Result<SeccompChoice> {
+    let mut seccomp = SeccompChoice::Default;
+    for opt in opts {
+        let (key, value) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), "true"));
+        match (key, value) {
+            ("no-new-privileges", "true") => p.no_new_privileges = true,
+            ("no-new-privileges", "false") => p.no_new_privileges = false,
+            ("seccomp", "unconfined") => seccomp = SeccompChoice::Unconfined,
+            ("seccomp", "" | "true") => bail!("--security-opt {opt}: name a profile file or unconfined"),
+            ("seccomp", file) => seccomp = SeccompChoice::Profile(file.to_string()),
+            ("apparmor", "unconfined") | ("label", "disable") => {}
+            _ => {
+                bail!("--security-opt {opt}: not supported (img-run has no AppArmor or SELinux confinement)")
+            }
+        }
+    }
+    Ok(seccomp)
+}
+
+/// The container's seccomp filter as docker chooses it: a named profile (even with
+/// `--privileged`), none when unconfined or privileged, else docker's default for an image
+/// and the bundle's own for a bundle. Profiles are resolved against the final bounding set.
+pub fn choose_seccomp(
+    spec: &mut Spec,
+    choice: SeccompChoice,
+    privileged: bool,
+    bundle_mode: bool,
+) -> Result<()> {
+    let bounding = spec.process.capabilities.as_ref().map(|c| c.bounding.clone()).unwrap_or_default();
+    spec.linux.seccomp = match choice {
+        SeccompChoice::Unconfined => None,
+        SeccompChoice::Profile(file) => {
+            let what = format!("--security-opt seccomp={file}");
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("{what}: reading the profile"))?;
+            Some(seccomp::Profile::parse(&text, &what)?.resolve(&bounding).context(what)?)
+        }
+        SeccompChoice::Default if privileged => None,
+        SeccompChoice::Default if bundle_mode => spec.linux.seccomp.take(),
+        SeccompChoice::Default => Some(seccomp::docker_default(&bounding)),
+    };
+    Ok(())
+}
