@@ -424,7 +424,7 @@ fn what_the_host_cannot_give_is_refused_by_name() {
         edit_config(&bundle, |c| c["process"]["apparmorProfile"] = json!("docker-default"));
         assert_refused(
             &img_run_bundle(&bundle, &[]),
-            "process.apparmorProfile \"docker-default\": AppArmor is not enabled",
+            "AppArmor profile \"docker-default\": AppArmor is not enabled",
         );
         edit_config(&bundle, |c| {
             c["process"].as_object_mut().unwrap().remove("apparmorProfile").map(|_| ()).unwrap()

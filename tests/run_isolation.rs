@@ -99,9 +99,28 @@ fn capabilities_are_dockers_default() {
     assert_eq!(status_field(&nnp, "NoNewPrivs"), "1");
     let unconfined = env.sh(&["--security-opt", "seccomp=unconfined"], "cat /proc/self/status");
     assert_eq!(status_field(&unconfined, "NoNewPrivs"), "0");
-    let out = env.run(&["--security-opt", "apparmor=docker-default", "bb:1", "true"]);
+    // AppArmor: a named profile must be loaded, on a host that has AppArmor (this one may
+    // not: then it is refused by name); unconfined always runs.
+    let out = env.run(&["--security-opt", "apparmor=no-such-profile", "bb:1", "true"]);
     assert_eq!(code(&out), 125);
-    assert!(img_e2e::stderr(&out).contains("not supported"), "{}", img_e2e::stderr(&out));
+    let err = img_e2e::stderr(&out);
+    assert!(
+        err.contains("AppArmor profile \"no-such-profile\": AppArmor is not enabled on this host")
+            || err.contains("AppArmor profile \"no-such-profile\" is not loaded"),
+        "{err}"
+    );
+    assert_eq!(env.sh(&["--security-opt", "apparmor=unconfined"], "echo ok"), "ok\n");
+    // Without AppArmor, image runs have no profile (with it, img-default: see runtime::apparmor).
+    let enabled =
+        std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y");
+    let current = env.sh(&[], "cat /proc/self/attr/current 2>/dev/null || echo none");
+    match enabled {
+        true => assert_eq!(current.trim(), "img-default (enforce)"),
+        false => assert!(!current.contains("img-default"), "{current}"),
+    }
+    let out = env.run(&["--security-opt", "label=level:s0", "bb:1", "true"]);
+    assert_eq!(code(&out), 125);
+    assert!(img_e2e::stderr(&out).contains("no SELinux"), "{}", img_e2e::stderr(&out));
 
     let added = env.sh(&["--cap-add", "SYS_ADMIN", "--cap-drop", "chown"], "cat /proc/self/status");
     assert_eq!(status_field(&added, "CapEff"), format!("{:016x}", (0xa80425fbu64 | 1 << 21) & !1));

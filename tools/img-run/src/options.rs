@@ -120,13 +120,15 @@ pub fn apply(spec: &mut Spec, opts: &RunOptions, bundle_mode: bool) -> Result<Op
         keep(&mut caps.inheritable, &bounding);
         keep(&mut caps.ambient, &bounding);
     }
-    let seccomp = security_opts::apply_security_opts(p, &opts.security_opt)?;
+    let chosen = security_opts::apply_security_opts(p, &opts.security_opt)?;
     for u in &opts.ulimits {
         let limit = ulimit::parse_ulimit(u)?;
         p.rlimits.retain(|r| r.kind != limit.kind);
         p.rlimits.push(limit);
     }
-    security_opts::choose_seccomp(spec, seccomp, opts.privileged, bundle_mode)?;
+    security_opts::choose_seccomp(spec, chosen.seccomp, opts.privileged, bundle_mode)?;
+    let profile = spec.process.apparmor_profile.take();
+    spec.process.apparmor_profile = chosen.apparmor.resolve(profile, opts.privileged);
     if let Some(h) = &opts.hostname {
         spec.hostname = Some(h.clone());
     }

@@ -1,9 +1,9 @@
-//! `--security-opt`, docker's spelling: no-new-privileges, the seccomp profile, and the
-//! AppArmor/SELinux switches that turn off confinement img-run does not have.
+//! `--security-opt`, docker's spelling: no-new-privileges, the seccomp and AppArmor profiles,
+//! and the SELinux switch that turns off confinement img-run does not have.
 
 use anyhow::{Context, Result, bail};
-use img::runtime::seccomp;
 use img::runtime::spec::{Process, Spec};
+use img::runtime::{apparmor, seccomp};
 
 /// What `--security-opt seccomp=…` asked for.
 pub enum SeccompChoice {
@@ -14,11 +14,18 @@ pub enum SeccompChoice {
     Profile(String),
 }
 
+/// The profiles `--security-opt` asked for.
+pub struct Choices {
+    pub seccomp: SeccompChoice,
+    pub apparmor: apparmor::Choice,
+}
+
 /// Applies `--security-opt` entries: `no-new-privileges[=|:true|false]`, `seccomp=PROFILE.json|
-/// unconfined`, and the docker ones that turn off confinement img-run does not have (AppArmor,
-/// SELinux labels).
-pub fn apply_security_opts(p: &mut Process, opts: &[String]) -> Result<SeccompChoice> {
+/// unconfined`, `apparmor=PROFILE|unconfined`, and `label=disable` (img-run has no SELinux
+/// confinement to turn off).
+pub fn apply_security_opts(p: &mut Process, opts: &[String]) -> Result<Choices> {
     let mut seccomp = SeccompChoice::Default;
+    let mut apparmor = apparmor::Choice::Default;
     for opt in opts {
         let (key, value) = opt.split_once(['=', ':']).unwrap_or((opt.as_str(), "true"));
         match (key, value) {
@@ -27,13 +34,13 @@ pub fn apply_security_opts(p: &mut Process, opts: &[String]) -> Result<SeccompCh
             ("seccomp", "unconfined") => seccomp = SeccompChoice::Unconfined,
             ("seccomp", "" | "true") => bail!("--security-opt {opt}: name a profile file or unconfined"),
             ("seccomp", file) => seccomp = SeccompChoice::Profile(file.to_string()),
-            ("apparmor", "unconfined") | ("label", "disable") => {}
-            _ => {
-                bail!("--security-opt {opt}: not supported (img-run has no AppArmor or SELinux confinement)")
-            }
+            ("apparmor", value) => apparmor = apparmor::Choice::parse(value)?,
+            ("label", "disable") => {}
+            ("label", _) => bail!("--security-opt {opt}: not supported (img-run has no SELinux confinement)"),
+            _ => bail!("--security-opt {opt}: not supported"),
         }
     }
-    Ok(seccomp)
+    Ok(Choices { seccomp, apparmor })
 }
 
 /// The container's seccomp filter as docker chooses it: a named profile (even with

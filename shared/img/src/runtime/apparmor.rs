@@ -62,7 +62,7 @@ impl Choice {
 /// and the profile is loaded (img-default is loaded here when it is not yet).
 pub fn prepare(profile: &str) -> Result<()> {
     if !enabled() {
-        bail!("config.json: process.apparmorProfile {profile:?}: AppArmor is not enabled on this host");
+        bail!("AppArmor profile {profile:?}: AppArmor is not enabled on this host");
     }
     let loaded = std::fs::read_to_string("/sys/kernel/security/apparmor/profiles").unwrap_or_default();
     if is_loaded(&loaded, profile) {
@@ -82,7 +82,7 @@ pub fn apply_on_exec(profile: &str) -> Result<()> {
         "/proc/self/attr/exec"
     };
     std::fs::write(attr, format!("exec {profile}"))
-        .with_context(|| format!("config.json: process.apparmorProfile: setting {profile:?}"))
+        .with_context(|| format!("setting the AppArmor profile {profile:?}"))
 }
 
 /// Whether `/sys/kernel/security/apparmor/profiles` (one `NAME (MODE)` per line) lists `name`.
