@@ -2,7 +2,6 @@
 //! parse flags, call into here and print records.
 
 pub mod bundle;
-pub mod changes;
 pub mod cli;
 pub mod digest;
 pub mod document;
@@ -12,6 +11,7 @@ pub mod layer;
 pub mod layout;
 pub mod lockfile;
 pub mod media_type;
+pub mod path;
 pub mod platform;
 pub mod record;
 pub mod reference;

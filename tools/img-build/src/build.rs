@@ -7,11 +7,11 @@ use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use img::changes::{self, Compression};
 use img::digest::Digest;
 use img::document::{Descriptor, to_canonical_json};
 use img::layer::apply::{Applier, Node, Options as ApplyOptions, Owners, Whiteouts};
 use img::layer::compression::decompress;
+use img::layer::create::{self as changes, Compression};
 use img::layer::root::Root;
 use img::layout::Layout;
 use img::media_type;

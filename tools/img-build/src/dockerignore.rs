@@ -5,8 +5,7 @@
 
 use anyhow::{Context, Result};
 use globset::{Glob, GlobMatcher};
-
-use crate::context::clean_relative;
+use img::path::clean_relative;
 
 struct Pattern {
     matcher: GlobMatcher,
