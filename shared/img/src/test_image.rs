@@ -453,7 +453,8 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{gc, graph, summary};
+    use crate::layout::{gc, graph};
+    use crate::summary;
 
     fn sample(seed: &str) -> TestImage {
         TestImage::new().layer(Layer::new([

@@ -7,12 +7,13 @@ use anyhow::{Result, anyhow, bail};
 use clap::Parser;
 use img::cli::{self, LayoutArg};
 use img::layout::Layout;
+use img::layout::ref_names;
 use img::record::{self, ImageRecord, Input};
 use img::reference::Reference;
 use img::registry::progress::{Bars, Progress};
 use img::registry::push::{self, PushOptions};
 use img::registry::{Connections, RegistryArgs};
-use img::{refs, store};
+use img::store;
 use serde_json::Value;
 
 /// Push images from an OCI image layout to the registry their reference names, or to --to
@@ -76,11 +77,12 @@ fn push_one(
     if found.iter().any(|&i| index.entries()[i].digest != root.digest) {
         bail!("names several images in {}: use a full reference or a digest", layout.root().display());
     }
-    let stored = root.ref_name().filter(|n| !refs::is_bare_tag(n)).and_then(|n| n.parse::<Reference>().ok());
+    let stored =
+        root.ref_name().filter(|n| !ref_names::is_bare_tag(n)).and_then(|n| n.parse::<Reference>().ok());
     let dest = match to {
         Some(t) => t.clone(),
         None => {
-            let named = input.name.parse::<Reference>().ok().filter(|_| !refs::is_bare_tag(&input.name));
+            let named = input.name.parse::<Reference>().ok().filter(|_| !ref_names::is_bare_tag(&input.name));
             named
                 .or_else(|| stored.clone())
                 .ok_or_else(|| anyhow!("where to? name a destination with --to"))?

@@ -12,12 +12,13 @@ use clap::{CommandFactory, Parser};
 use container_dir::ContainerDir;
 use img::cli::{self, LayoutArg};
 use img::layout::Layout;
+use img::layout::resolve;
 use img::platform::Platform;
 use img::record;
 use img::registry::{self, Connections, pull};
 use img::runtime::options::{self, RunOptions};
 use img::runtime::{self, Container, Outcome, Rootfs, Spec};
-use img::{resolve, snapshot, store};
+use img::{snapshot, store};
 use serde_json::Value;
 
 /// Run a command in a new container, from an image or an OCI runtime bundle, the way

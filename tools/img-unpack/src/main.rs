@@ -12,9 +12,9 @@ use clap::Parser;
 use img::cli::{self, LayoutArg};
 use img::layer::apply::{Applier, Options, Owners, Whiteouts};
 use img::layout::Layout;
+use img::layout::resolve::{self, Image};
 use img::platform::Platform;
 use img::record::{self, ImageRecord, Input};
-use img::resolve::{self, Image};
 use img::{bundle, layer, store};
 use serde_json::{Value, json};
 

@@ -1,13 +1,13 @@
 //! Garbage collection of a layout: mark from every descriptor in `index.json`, sweep the rest.
 //!
-//! Safe against concurrent writers through the layout's GC lock (see `layout`): GC waits until
+//! Safe against concurrent writers through the layout's GC lock (see [`super::lock`]): GC waits until
 //! no writer is between its first blob and its ref update, and writers wait while GC runs.
 
 use anyhow::{Context, Result};
 
+use super::Layout;
+use super::graph;
 use crate::digest::Digest;
-use crate::graph;
-use crate::layout::Layout;
 
 #[derive(Debug, Default)]
 pub struct Collected {
