@@ -17,4 +17,6 @@ pub mod runtime;
 pub mod snapshot;
 pub mod store;
 pub mod summary;
+// Test images are built from the host's busybox: for tests only, never in a shipped tool.
+#[cfg(any(test, feature = "test-support"))]
 pub mod test_image;
