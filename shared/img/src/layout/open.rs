@@ -22,6 +22,7 @@ use super::{
 };
 use crate::digest::{Algorithm, Digest};
 
+/// An OCI image layout on disk, its directory opened once.
 #[derive(Clone, Debug)]
 pub struct Layout {
     pub(super) root: PathBuf,

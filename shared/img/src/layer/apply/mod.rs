@@ -20,6 +20,12 @@
 //! Whiteouts are written as deletions ([`Whiteouts::Delete`], for a rootfs) or in overlayfs
 //! form ([`Whiteouts::Overlay`]: a 0/0 character device, an `overlay.opaque` xattr), for a
 //! per-layer snapshot that overlayfs stacks.
+//!
+//! Entry names are cleaned by [`crate::path`]; reading and setting an entry's metadata is in
+//! `metadata`, removing a tree without following symlinks in `remove`.
+
+mod metadata;
+mod remove;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -32,9 +38,6 @@ use std::rc::Rc;
 use anyhow::{Context, Result, anyhow, bail};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, XattrFlags};
 use rustix::io::Errno;
-
-mod metadata;
-mod remove;
 
 pub use metadata::{ROOTLESS_XATTR, rootless_owner};
 pub use remove::remove_dir_tree;
