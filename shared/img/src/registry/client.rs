@@ -154,7 +154,7 @@ impl Registry {
     /// (`repository:NAME:pull`, several separated by spaces). Returns the final response
     /// whatever its status; `on_retry` is called before each new attempt (to rewind progress).
     /// A request with a file body is a layer transfer; anything else is a document, bounded by
-    /// `--timeout` as a whole (see [`timeouts`]).
+    /// `--timeout` as a whole (see [`super::timeouts`]).
     pub fn send(
         &self,
         method: Method,
