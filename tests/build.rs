@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use img::layout::Layout;
-use img::resolve;
+use img::layout::resolve;
 use img::test_image::{COMMON_APPLETS, TestImage, busybox_layer};
 use img_e2e::{Store, assert_success, json_lines, stderr};
 use serde_json::{Value, json};

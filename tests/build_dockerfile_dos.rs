@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use img::layout::Layout;
-use img::resolve;
+use img::layout::resolve;
 use img_e2e::{Store, assert_success, run_with_timeout, stderr};
 use serde_json::Value;
 

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 /// The image config of the one image in an OCI layout written by a peer.
 fn config_in(layout: &Path, name: &str) -> Value {
     let layout = Layout::open(layout).unwrap();
-    let image = img::resolve::image(&layout, name, None).unwrap();
+    let image = img::layout::resolve::image(&layout, name, None).unwrap();
     serde_json::from_slice(&image.config_bytes).unwrap()
 }
 

@@ -206,7 +206,7 @@ fn img_rm_collects_snapshots_no_image_uses_but_never_those_in_use() {
     assert_eq!(record["freedSnapshots"], 2, "{record}");
     assert!(record["freedSnapshotBytes"].as_u64().unwrap() >= 1, "{record}");
     let layout = Layout::open(env.store.layout()).unwrap();
-    let bb = img::resolve::image(&layout, "bb:1", None).unwrap();
+    let bb = img::layout::resolve::image(&layout, "bb:1", None).unwrap();
     let diff_id = &bb.config.rootfs.as_ref().unwrap().diff_ids[0];
     assert_eq!(names(), [format!("sha256-{}", diff_id.hex())]);
     // Removing the last image takes its snapshot too.

@@ -2,23 +2,20 @@
 //! parse flags, call into here and print records.
 
 pub mod bundle;
-pub mod changes;
 pub mod digest;
 pub mod document;
-pub mod gc;
-pub mod graph;
 pub mod layer;
 pub mod layout;
-pub mod lockfile;
 pub mod media_type;
+pub mod path;
 pub mod platform;
 pub mod record;
 pub mod reference;
-pub mod refs;
 pub mod registry;
-pub mod resolve;
 pub mod runtime;
 pub mod snapshot;
 pub mod store;
 pub mod summary;
+// Test images are built from the host's busybox: for tests only, never in a shipped tool.
+#[cfg(any(test, feature = "test-support"))]
 pub mod test_image;

@@ -24,7 +24,8 @@ use crate::digest::Digest;
 use crate::document::Descriptor;
 use crate::layer::apply::{Applier, Options, Owners, Whiteouts};
 use crate::layer::unpack;
-use crate::layout::{Layout, list_dir, make_dir, not_ours, open_dir, stat_kind};
+use crate::layout::Layout;
+use crate::layout::confined::{list_dir, make_dir, not_ours, open_dir, stat_kind};
 
 /// The snapshot directory, `<store>/snapshots`: it must be a real directory of the store, never
 /// a symlink (collection would remove what is wherever that points).
@@ -65,7 +66,7 @@ impl Snapshots {
 
     /// Marks the snapshots as in use until the returned file is dropped.
     pub fn hold(&self) -> Result<File> {
-        let lock = crate::lockfile::open_in(self.fd.as_fd(), ".lock", &self.lock_path())?;
+        let lock = crate::layout::lock::open_in(self.fd.as_fd(), ".lock", &self.lock_path())?;
         lock.lock_shared().context("locking the snapshots")?;
         Ok(lock)
     }
@@ -78,8 +79,8 @@ impl Snapshots {
     /// left behind. `None` if snapshots are in use (a container runs, a build goes on): then
     /// nothing is removed.
     pub fn collect(&self, keep: &BTreeSet<Digest>) -> Result<Option<Freed>> {
-        let lock = crate::lockfile::open_in(self.fd.as_fd(), ".lock", &self.lock_path())?;
-        if !crate::lockfile::try_exclusive(&lock, &self.lock_path())? {
+        let lock = crate::layout::lock::open_in(self.fd.as_fd(), ".lock", &self.lock_path())?;
+        if !crate::layout::lock::try_exclusive(&lock, &self.lock_path())? {
             return Ok(None);
         }
         let mut freed = Freed::default();
@@ -178,7 +179,7 @@ pub fn collect_unused(layout: &Layout) -> Result<Collection> {
     }
     for l in &layouts {
         let index = l.read_index()?;
-        let reachable = crate::graph::reachable(l, index.entries())
+        let reachable = crate::layout::graph::reachable(l, index.entries())
             .with_context(|| format!("{}: snapshots not collected", l.root().display()))?;
         keep.extend(reachable.diff_ids(l));
     }

@@ -453,7 +453,6 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{gc, graph, summary};
 
     fn sample(seed: &str) -> TestImage {
         TestImage::new().layer(Layer::new([
@@ -477,75 +476,5 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["a/.wh.b", "c/.wh..wh..opq"]);
-    }
-
-    #[test]
-    fn gc_keeps_what_refs_reach_and_sweeps_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::open_or_create(dir.path()).unwrap();
-        let a = sample("a").build();
-        let b = sample("b").build();
-        let multi =
-            BuiltIndex::new(vec![sample("c").build(), sample("c").platform("linux/arm64").build()], false);
-        a.write_to(&layout, Some("a:1")).unwrap();
-        b.write_to(&layout, Some("b:1")).unwrap();
-        multi.write_to(&layout, Some("m:1")).unwrap();
-        let stray = layout.put_bytes(b"stray").unwrap();
-
-        let collected = gc::collect(&layout).unwrap();
-        assert_eq!(collected.removed.iter().map(|(d, _)| d).collect::<Vec<_>>(), [&stray]);
-
-        layout
-            .update_index(|i| {
-                let at = i.find("b:1");
-                Ok(i.remove(&at))
-            })
-            .unwrap();
-        let collected = gc::collect(&layout).unwrap();
-        // b's manifest, config and its own layer go; nothing of a's or the index's does.
-        let removed: Vec<_> = collected.removed.iter().map(|(d, _)| d.clone()).collect();
-        for blob in b.blobs() {
-            assert!(removed.contains(&blob.descriptor.digest));
-        }
-        for blob in a.blobs().into_iter().chain(multi.blobs()) {
-            assert!(layout.has_blob(&blob.descriptor.digest), "swept a live blob");
-        }
-        let live = graph::reachable(&layout, layout.read_index().unwrap().entries()).unwrap();
-        assert_eq!(live.digests.len(), layout.list_blobs().unwrap().len());
-
-        let s = summary::summarise(&layout, &multi.index.descriptor).unwrap();
-        assert_eq!(s.platforms.len(), 2);
-        assert_eq!(s.layers, 1, "both platforms share one layer");
-    }
-
-    #[test]
-    fn gc_refuses_when_a_root_manifest_is_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::open_or_create(dir.path()).unwrap();
-        let a = sample("a").build();
-        a.write_to(&layout, Some("a:1")).unwrap();
-        let stray = layout.put_bytes(b"stray").unwrap();
-        layout.remove_blob(&a.manifest.descriptor.digest).unwrap();
-        let err = format!("{:#}", gc::collect(&layout).unwrap_err());
-        assert!(err.contains("missing"), "{err}");
-        assert!(layout.has_blob(&stray) && layout.has_blob(&a.config.descriptor.digest));
-    }
-
-    #[test]
-    fn gc_follows_subject() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::open_or_create(dir.path()).unwrap();
-        let base = sample("a").build();
-        base.write_to(&layout, None).unwrap();
-        let empty = layout.put_document(media_type::OCI_EMPTY, b"{}").unwrap();
-        let referrer = json!({
-            "schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
-            "artifactType": "application/example", "config": empty, "layers": [],
-            "subject": base.manifest.descriptor,
-        });
-        let desc = layout.put_document(media_type::OCI_MANIFEST, &to_canonical_json(&referrer)).unwrap();
-        layout.set_ref("sig:1", &desc).unwrap();
-        assert!(gc::collect(&layout).unwrap().removed.is_empty());
-        assert!(layout.has_blob(&base.layers[0].descriptor.digest));
     }
 }

@@ -18,16 +18,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use img::changes::{self, Compression};
 use img::digest::Digest;
 use img::document::Descriptor;
 use img::layer::apply::{Applier, Options as ApplyOptions, Owners, Whiteouts};
+use img::layer::create::{self as changes, Compression};
 use img::layout::Layout;
+use img::layout::resolve;
 use img::platform::Platform;
 use img::reference::Reference;
 use img::registry::Connections;
 use img::registry::pull;
-use img::resolve;
 use img::snapshot::{self, Snapshots};
 use img_dockerfile::ParseError;
 use img_dockerfile::instruction::{self, Instruction, Step};

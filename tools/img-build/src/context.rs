@@ -18,6 +18,7 @@ use anyhow::{Context as _, Result, bail};
 use img::digest::{Algorithm, Digest, Hasher};
 use img::layer::apply::{Applier, Meta, Node};
 use img::layer::root::Root;
+use img::path::clean_relative;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec};
 
 use img_dockerfile::dockerignore::Ignore;
@@ -468,12 +469,6 @@ fn os(b: &[u8]) -> &std::ffi::OsStr {
 
 fn bytes(p: &Path) -> &[u8] {
     p.as_os_str().as_encoded_bytes()
-}
-
-/// A source or destination relative to the root, `/`-joined, with `.`/`..` resolved so that
-/// nothing climbs above the root (the layer code's chroot rule).
-pub fn clean_relative(path: &str) -> String {
-    String::from_utf8_lossy(&img::layer::apply::clean_clamped(path.as_bytes())).into_owned()
 }
 
 fn has_wildcard(s: &str) -> bool {

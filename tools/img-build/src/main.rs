@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use img::changes::Compression;
 use img::layer::apply::{Applier, Options as ApplyOptions};
 use img::layer::compression::decompress;
+use img::layer::create::Compression;
 use img::layout::Layout;
 use img::platform::Platform;
 use img::record::{self, ImageRecord};

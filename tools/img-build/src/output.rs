@@ -91,10 +91,10 @@ pub fn export(layout: &Layout, manifest: &Digest, output: &Output) -> Result<()>
         Output::Tar(_) => {
             let tar = work.path().join("rootfs.tar");
             let file = fs::File::create(&tar).context("--output: creating the tar")?;
-            img::changes::write_layer(
+            img::layer::create::write_layer(
                 &tree,
                 std::io::BufWriter::new(file),
-                &img::changes::Options::default(),
+                &img::layer::create::Options::default(),
             )
             .context("--output: writing the tar")?;
             fs::rename(&tar, dest).with_context(|| format!("--output: moving the tar to {shown}"))?;

@@ -121,7 +121,7 @@ fn remove_mount_stubs(upper: &Path, lower: &[PathBuf], stubs: &[String]) -> Resu
     let lower: Vec<Root> = lower.iter().map(|l| Root::open(l)).collect::<std::io::Result<_>>()?;
     let in_lower = |rel: &[u8]| lower.iter().any(|l| l.open_at(rel, OFlags::PATH | OFlags::NOFOLLOW).is_ok());
     for stub in stubs {
-        let mut rel = img::layer::apply::clean_clamped(stub.as_bytes());
+        let mut rel = img::path::clean_clamped(stub.as_bytes());
         while !rel.is_empty() {
             let (parent, name) = match rel.iter().rposition(|b| *b == b'/') {
                 Some(i) => (rel[..i].to_vec(), rel[i + 1..].to_vec()),

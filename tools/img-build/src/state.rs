@@ -583,7 +583,7 @@ fn string_list(v: Option<&Value>) -> Vec<String> {
 
 /// `/a/./b/../c/` → `/a/c`.
 pub fn clean_absolute(path: &str) -> String {
-    format!("/{}", crate::context::clean_relative(path))
+    format!("/{}", img::path::clean_relative(path))
 }
 
 /// Go durations as HEALTHCHECK takes them (`30s`, `1m30s`, `500ms`) → nanoseconds.

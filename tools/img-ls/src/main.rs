@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use img::layout::Layout;
+use img::layout::ref_names;
 use img::summary::{self, Summary};
-use img::{record, refs, store};
+use img::{record, store};
 use img_cli::LayoutArg;
 
 /// List the images in an OCI image layout: a table on a terminal, JSON Lines otherwise.
@@ -41,9 +42,9 @@ fn main() -> ExitCode {
         } else {
             let mut all = Vec::new();
             for f in &args.filters {
-                let found = refs::filter(entries, f);
+                let found = ref_names::filter(entries, f);
                 if found.is_empty()
-                    && let Some(e) = refs::invalid_query(f)
+                    && let Some(e) = ref_names::invalid_query(f)
                 {
                     eprintln!("img-ls: {e:#}");
                     failed = true;

@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use anyhow::{Result, anyhow, bail};
 use clap::Parser;
 use img::layout::Layout;
+use img::layout::ref_names;
 use img::record::{self, ImageRecord, Input};
 use img::reference::Reference;
 use img::registry::Connections;
 use img::registry::progress::{Bars, Progress};
 use img::registry::push::{self, PushOptions};
-use img::{refs, store};
+use img::store;
 use img_cli::{LayoutArg, RegistryArgs};
 use serde_json::Value;
 
@@ -76,11 +77,12 @@ fn push_one(
     if found.iter().any(|&i| index.entries()[i].digest != root.digest) {
         bail!("names several images in {}: use a full reference or a digest", layout.root().display());
     }
-    let stored = root.ref_name().filter(|n| !refs::is_bare_tag(n)).and_then(|n| n.parse::<Reference>().ok());
+    let stored =
+        root.ref_name().filter(|n| !ref_names::is_bare_tag(n)).and_then(|n| n.parse::<Reference>().ok());
     let dest = match to {
         Some(t) => t.clone(),
         None => {
-            let named = input.name.parse::<Reference>().ok().filter(|_| !refs::is_bare_tag(&input.name));
+            let named = input.name.parse::<Reference>().ok().filter(|_| !ref_names::is_bare_tag(&input.name));
             named
                 .or_else(|| stored.clone())
                 .ok_or_else(|| anyhow!("where to? name a destination with --to"))?

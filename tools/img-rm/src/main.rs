@@ -9,9 +9,10 @@ use clap::Parser;
 use img::digest::Digest;
 use img::document::Descriptor;
 use img::layout::Layout;
+use img::layout::{gc, graph, ref_names};
 use img::record::{self, ImageRecord, Input};
 use img::snapshot::{self, Collection};
-use img::{gc, graph, refs, store};
+use img::store;
 use img_cli::LayoutArg;
 use serde_json::{Value, json};
 
@@ -96,7 +97,7 @@ fn remove_from(path: &std::path::Path, inputs: &[Input], args: &Args) -> Result<
         for input in inputs {
             let found = index.find(&input.name);
             if found.is_empty() && !args.force {
-                match refs::invalid_query(&input.name) {
+                match ref_names::invalid_query(&input.name) {
                     Some(e) => eprintln!("img-rm: {e:#}"),
                     None => eprintln!("img-rm: {}: no such image in {}", input.name, layout.root().display()),
                 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use img::layer::apply::remove_dir_tree;
-use img::lockfile;
+use img::layout::lock;
 use img::runtime::cgroup::Cgroup;
 
 const KEPT: &str = "kept";
@@ -93,8 +93,8 @@ fn remove_leftover(path: &Path, id: &str) {
 fn claim(path: &Path) -> Result<Option<File>> {
     use std::os::unix::fs::MetadataExt;
     loop {
-        let file = lockfile::open(path)?;
-        if !lockfile::try_exclusive(&file, path)? {
+        let file = lock::open(path)?;
+        if !lock::try_exclusive(&file, path)? {
             return Ok(None);
         }
         // The last holder may have removed the file before we locked it: lock the new one then.

@@ -128,7 +128,7 @@ pub fn ensure(
     let wanted = match policy {
         Policy::Never => false,
         Policy::Always => true,
-        Policy::Missing => crate::resolve::image(layout, name, platform).is_err(),
+        Policy::Missing => crate::layout::resolve::image(layout, name, platform).is_err(),
     };
     if !wanted || name.parse::<Digest>().is_ok() {
         return Ok(());

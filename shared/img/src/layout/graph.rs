@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 
 use anyhow::{Context, Result, bail};
 
+use super::Layout;
 use crate::digest::Digest;
 use crate::document::{self, Descriptor, MAX_NESTING};
-use crate::layout::Layout;
 use crate::media_type::{self, Kind};
 
 /// Every digest reachable from a set of roots.

@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result, bail};
 
+use super::Layout;
 use crate::document::{self, Descriptor, ImageConfig, Manifest};
-use crate::layout::Layout;
 use crate::media_type::{self, Kind};
 use crate::platform::Platform;
 

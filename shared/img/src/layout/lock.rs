@@ -1,9 +1,16 @@
-//! Lock files: files that exist to be `flock`ed (the layout's gc and index locks, the snapshots'
-//! lock, a running container's lock, a partial download), opened the same way everywhere.
+//! Locks: files that exist to be `flock`ed, opened the same way everywhere (the layout's gc and
+//! index locks, the snapshots' lock, a running container's lock, a partial download), and the
+//! layout's locking protocol.
 //!
 //! A lock file is never opened through a symlink (one planted there would make us create or
 //! open for writing a file anywhere on the host), and must be a regular file (opened
 //! `O_NONBLOCK`, so a FIFO in its place cannot block us).
+//!
+//! The layout's protocol (flock, released when the guard drops):
+//! - `.img/index.lock`, exclusive, around every read-modify-write of `index.json`;
+//! - `.img/gc.lock`, shared by every writer from its first blob to its ref update, exclusive
+//!   for garbage collection, so GC never sweeps a blob that a ref is about to point at.
+//!   A process must not collect garbage while it holds a writer lock (flock would deadlock).
 
 use std::fs::{File, TryLockError};
 use std::io;
@@ -14,7 +21,8 @@ use anyhow::{Context, Result, anyhow};
 use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::layout::not_ours;
+use super::confined::not_ours;
+use super::{Layout, PRIVATE_DIR};
 
 const FLAGS: OFlags = OFlags::CREATE
     .union(OFlags::RDWR)
@@ -55,5 +63,35 @@ pub fn try_exclusive(file: &File, path: &Path) -> Result<bool> {
         Ok(()) => Ok(true),
         Err(TryLockError::WouldBlock) => Ok(false),
         Err(TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
+/// A lock held until dropped.
+#[must_use = "the lock is released when this is dropped"]
+pub struct LockGuard {
+    _file: File,
+}
+
+impl Layout {
+    /// Held by a writer from its first blob until its refs are written (see the module docs).
+    pub fn lock_for_writing(&self) -> Result<LockGuard> {
+        self.lock("gc.lock", false)
+    }
+
+    /// Held by garbage collection while it marks and sweeps.
+    pub fn lock_for_gc(&self) -> Result<LockGuard> {
+        self.lock("gc.lock", true)
+    }
+
+    pub(crate) fn lock_index(&self) -> Result<LockGuard> {
+        self.lock("index.lock", true)
+    }
+
+    fn lock(&self, name: &str, exclusive: bool) -> Result<LockGuard> {
+        let path = self.root.join(PRIVATE_DIR).join(name);
+        let file = open_in(self.private("")?.as_fd(), name, &path)?;
+        if exclusive { file.lock() } else { file.lock_shared() }
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(LockGuard { _file: file })
     }
 }
