@@ -510,14 +510,18 @@ impl HttpServer {
             .spawn()
             .unwrap();
         // Owned by the server from here on: Drop kills and waits for it.
-        let server = HttpServer { child, port };
-        for _ in 0..100 {
+        let mut server = HttpServer { child, port };
+        // Generous: Python starts slowly on a loaded machine.
+        for _ in 0..600 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return server;
             }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("the HTTP server exited: {status}");
+            }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("the HTTP server did not start");
+        panic!("the HTTP server did not start in 30 s");
     }
 }
 

@@ -248,7 +248,14 @@ mod tests {
         assert!(privileged.linux.seccomp.is_none());
         // A bundle keeps what it has (here: nothing).
         assert!(run(RunOptions::default(), true).unwrap().linux.seccomp.is_none());
-        for bad in ["seccomp=", "seccomp=/nonexistent.json", "apparmor=myprofile"] {
+        // AppArmor: a named profile (checked when the container starts), none when unconfined
+        // or privileged.
+        let named = run(RunOptions { security_opt: opt("apparmor=mine"), ..RunOptions::default() }, false);
+        assert_eq!(named.unwrap().process.apparmor_profile.as_deref(), Some("mine"));
+        let off = RunOptions { security_opt: opt("apparmor=unconfined"), ..RunOptions::default() };
+        assert_eq!(run(off, false).unwrap().process.apparmor_profile, None);
+        assert_eq!(privileged.process.apparmor_profile, None);
+        for bad in ["seccomp=", "seccomp=/nonexistent.json", "apparmor=", "label=level:s0", "bogus=1"] {
             assert!(
                 run(RunOptions { security_opt: opt(bad), ..RunOptions::default() }, false).is_err(),
                 "{bad}"
