@@ -342,11 +342,8 @@ impl<'a> Builder<'a> {
 
     /// Layer snapshots of the state, topmost first (extracted on first use).
     fn lower_dirs(&self, state: &ImageState) -> Result<Vec<PathBuf>> {
-        let mut lower = Vec::new();
-        for l in state.layers.iter().rev() {
-            lower.push(self.snapshots.ensure(self.layout, &l.descriptor, &l.diff_id)?);
-        }
-        Ok(lower)
+        let layers = state.layers.iter().map(|l| (&l.descriptor, &l.diff_id));
+        img::runtime::overlay::snapshot_lowers(&self.snapshots, self.layout, layers)
     }
 
     /// Looks a step's new key up; on a hit adds the cached layer and history to the state and

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use clap::builder::TypedValueParser;
 use clap::{CommandFactory, Parser};
 use container_dir::ContainerDir;
 use img::layout::Layout;
@@ -137,7 +138,9 @@ struct Args {
     #[arg(long, value_name = "PLATFORM")]
     platform: Option<String>,
     /// When to pull the image from its registry: missing (not in the layout), always, never
-    #[arg(long, value_enum, default_value_t = pull::Policy::Missing, value_name = "POLICY")]
+    #[arg(long, default_value = "missing", value_name = "POLICY",
+          value_parser = clap::builder::PossibleValuesParser::new(pull::Policy::NAMES)
+              .map(|s| s.parse::<pull::Policy>().expect("one of the names")))]
     pull: pull::Policy,
     /// The container's name (default: a random id)
     #[arg(long, value_name = "NAME")]

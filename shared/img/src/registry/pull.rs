@@ -105,7 +105,7 @@ fn document(repo: &Repository, layout: &Layout, digest: &Digest, media_type: &st
 }
 
 /// When a tool that needs an image pulls it: docker's `--pull` policies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Policy {
     /// Pull only what the layout does not have.
     #[default]
@@ -114,6 +114,24 @@ pub enum Policy {
     Always,
     /// Never pull: a missing image is an error.
     Never,
+}
+
+impl Policy {
+    /// The names docker's `--pull` takes.
+    pub const NAMES: [&'static str; 3] = ["missing", "always", "never"];
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Policy, String> {
+        match s {
+            "missing" => Ok(Policy::Missing),
+            "always" => Ok(Policy::Always),
+            "never" => Ok(Policy::Never),
+            other => Err(format!("unknown pull policy {other:?} (missing, always or never)")),
+        }
+    }
 }
 
 /// Makes sure the image `name` (for `platform`) is in the layout, pulling it as `policy` says.

@@ -44,7 +44,7 @@ pub enum Budget {
 }
 
 /// Parses `90`, `90s`, `500ms`, `5m` or `1h` (`0`: no limit, see [`limit`]). The error is a
-/// `String` so clap can use this as a value parser.
+/// `String` so a command-line parser (clap) can use this as a value parser.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
