@@ -230,6 +230,18 @@ impl Default for TestImage {
 }
 
 impl TestImage {
+    /// A one-layer image with one of each kind of entry (a directory, a file that varies with
+    /// `seed`, a symlink, a hardlink, a setuid file with an owner and an xattr).
+    pub fn sample(seed: &str) -> TestImage {
+        TestImage::new().layer(Layer::new([
+            Entry::dir("etc"),
+            Entry::file("etc/seed", seed),
+            Entry::symlink("etc/link", "seed"),
+            Entry::hardlink("etc/hard", "etc/seed"),
+            Entry::file("usr/bin/su", "x").mode(0o4755).owner(0, 0).xattr("user.k", "v"),
+        ]))
+    }
+
     pub fn new() -> TestImage {
         TestImage {
             layers: Vec::new(),
@@ -455,13 +467,7 @@ mod tests {
     use super::*;
 
     fn sample(seed: &str) -> TestImage {
-        TestImage::new().layer(Layer::new([
-            Entry::dir("etc"),
-            Entry::file("etc/seed", seed),
-            Entry::symlink("etc/link", "seed"),
-            Entry::hardlink("etc/hard", "etc/seed"),
-            Entry::file("usr/bin/su", "x").mode(0o4755).owner(0, 0).xattr("user.k", "v"),
-        ]))
+        TestImage::sample(seed)
     }
 
     #[test]

@@ -50,16 +50,10 @@ mod tests {
     use crate::layout::graph;
     use crate::media_type;
     use crate::summary;
-    use crate::test_image::{BuiltIndex, Entry, Layer, TestImage};
+    use crate::test_image::{BuiltIndex, TestImage};
 
     fn sample(seed: &str) -> TestImage {
-        TestImage::new().layer(Layer::new([
-            Entry::dir("etc"),
-            Entry::file("etc/seed", seed),
-            Entry::symlink("etc/link", "seed"),
-            Entry::hardlink("etc/hard", "etc/seed"),
-            Entry::file("usr/bin/su", "x").mode(0o4755).owner(0, 0).xattr("user.k", "v"),
-        ]))
+        TestImage::sample(seed)
     }
 
     #[test]

@@ -7,6 +7,7 @@ use img_dockerfile::instruction::{Command, Health, Step};
 use serde_json::{Value, json};
 
 use super::{Builder, StepContext};
+use crate::state::ImageState;
 
 impl Builder<'_> {
     pub(super) fn dispatch_arg(
@@ -43,15 +44,7 @@ impl Builder<'_> {
         step: &Step,
         pairs: &[(String, String)],
     ) -> Result<()> {
-        let mut shown = Vec::new();
-        // Every value sees the variables as they were before this instruction.
-        for (k, v) in pairs {
-            let (k, v) = (cx.expand(k)?, cx.expand(v)?);
-            cx.state.set_env(&k, &v);
-            shown.push(format!("{k}={v}"));
-        }
-        self.commit_config(cx, step, format!("ENV {}", shown.join(" ")));
-        Ok(())
+        self.set_pairs(cx, step, "ENV", pairs, ImageState::set_env)
     }
 
     pub(super) fn dispatch_label(
@@ -60,13 +53,26 @@ impl Builder<'_> {
         step: &Step,
         pairs: &[(String, String)],
     ) -> Result<()> {
+        self.set_pairs(cx, step, "LABEL", pairs, ImageState::set_label)
+    }
+
+    /// ENV and LABEL: each `key=value` expanded and set. Every value sees the variables as they
+    /// were before the instruction (`set` changes the state, not the step's variables).
+    fn set_pairs(
+        &mut self,
+        cx: &mut StepContext,
+        step: &Step,
+        keyword: &str,
+        pairs: &[(String, String)],
+        set: fn(&mut ImageState, &str, &str),
+    ) -> Result<()> {
         let mut shown = Vec::new();
         for (k, v) in pairs {
             let (k, v) = (cx.expand(k)?, cx.expand(v)?);
-            cx.state.set_label(&k, &v);
+            set(&mut cx.state, &k, &v);
             shown.push(format!("{k}={v}"));
         }
-        self.commit_config(cx, step, format!("LABEL {}", shown.join(" ")));
+        self.commit_config(cx, step, format!("{keyword} {}", shown.join(" ")));
         Ok(())
     }
 
