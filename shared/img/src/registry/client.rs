@@ -36,6 +36,17 @@ pub enum Body<'a> {
     },
 }
 
+/// One request as [`Registry::send_with`] sends it (and sends again on a retry).
+#[derive(Clone, Copy)]
+pub(super) struct Request<'a> {
+    pub method: &'a Method,
+    pub url: &'a str,
+    /// The token scope (`repository:NAME:pull`).
+    pub scope: &'a str,
+    pub headers: &'a [(&'a str, String)],
+    pub body: Body<'a>,
+}
+
 /// One registry host, connected: the scheme is settled and the auth session is shared by
 /// every request (and thread).
 pub struct Registry {
@@ -168,7 +179,12 @@ impl Registry {
             Body::File { .. } => Budget::Transfer,
             _ => Budget::Document,
         };
-        self.send_with(self.options.retries, budget, method, url, scope, headers, body, on_retry)
+        self.send_with(
+            self.options.retries,
+            budget,
+            Request { method: &method, url, scope, headers, body },
+            on_retry,
+        )
     }
 
     /// [`Registry::send`] without retries (for an upload chunk, which is recovered by asking
@@ -185,21 +201,18 @@ impl Registry {
             Body::File { .. } => Budget::Transfer,
             _ => Budget::Document,
         };
-        self.send_with(0, budget, method, url, scope, headers, body, || {})
+        self.send_with(0, budget, Request { method: &method, url, scope, headers, body }, || {})
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// [`Registry::send`] with the number of retries and the time budget given.
     pub(super) fn send_with(
         &self,
         retries: u32,
         budget: Budget,
-        method: Method,
-        url: &str,
-        scope: &str,
-        headers: &[(&str, String)],
-        body: Body<'_>,
+        request: Request<'_>,
         mut on_retry: impl FnMut(),
     ) -> Result<HttpResponse> {
+        let Request { url, scope, .. } = request;
         let deadline = match budget {
             Budget::Document => self.options.timeouts.document.map(|d| Instant::now() + d),
             Budget::Transfer => None,
@@ -214,7 +227,7 @@ impl Registry {
             if attempt > 0 {
                 on_retry();
             }
-            let outcome = self.send_once(&method, url, scope, headers, body, deadline);
+            let outcome = self.send_once(&request, deadline);
             let delay = match outcome {
                 Ok((resp, Some(elsewhere))) if matches!(resp.status().as_u16(), 401 | 407) => {
                     // Logging in there would hand it our credentials (or fetch a token of its
@@ -267,13 +280,10 @@ impl Registry {
     /// our `Authorization`.
     fn send_once(
         &self,
-        method: &Method,
-        url: &str,
-        scope: &str,
-        headers: &[(&str, String)],
-        body: Body<'_>,
+        request: &Request<'_>,
         deadline: Option<Instant>,
     ) -> Result<(HttpResponse, Option<String>)> {
+        let Request { method, url, scope, headers, body } = *request;
         let mut url = url.to_string();
         // The first origin of the chain that is not the registry's.
         let mut elsewhere: Option<String> = None;

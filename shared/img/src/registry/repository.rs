@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use ureq::http::Method;
 
-use super::client::{Body, Registry};
+use super::client::{Body, Registry, Request};
 use super::errors::{describe, status_error};
 use super::response::{HttpResponse, header};
 use super::timeouts::Budget;
@@ -171,15 +171,13 @@ impl<'r> Repository<'r> {
             None => {}
         }
         let retries = self.registry.options.retries;
-        self.registry.send_with(
-            retries,
-            budget,
-            Method::GET,
-            &url,
-            &self.scope,
-            &headers,
-            Body::Empty,
-            on_retry,
-        )
+        let request = Request {
+            method: &Method::GET,
+            url: &url,
+            scope: &self.scope,
+            headers: &headers,
+            body: Body::Empty,
+        };
+        self.registry.send_with(retries, budget, request, on_retry)
     }
 }
