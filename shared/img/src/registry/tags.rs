@@ -1,7 +1,8 @@
 //! A repository's tags (`GET /v2/<name>/tags/list`), page after page as the registry's `Link`
 //! header says (`?n=` and `last=`). Every page is capped in size ([`MAX_PAGE_BYTES`]) and
-//! bounded in time (`--timeout`), there are at most [`MAX_PAGES`] of them, and a next page
-//! must be on the registry itself (credentials go nowhere else) and must move forward.
+//! bounded in time (`--timeout`); there are at most [`MAX_PAGES`] of them, holding at most
+//! [`MAX_TOTAL_BYTES`] in all; and a next page must be on the registry itself (credentials go
+//! nowhere else) and must not be one already read.
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
@@ -17,6 +18,8 @@ use super::status_error;
 pub const MAX_PAGE_BYTES: u64 = 4 << 20;
 /// The most pages we follow.
 pub const MAX_PAGES: usize = 1000;
+/// The most bytes of pages we read in all (the tags are kept in memory).
+pub const MAX_TOTAL_BYTES: u64 = 64 << 20;
 
 #[derive(Deserialize)]
 struct Page {
@@ -35,6 +38,7 @@ pub fn list(repo: &Repository, page_size: Option<u32>) -> Result<Vec<String>> {
     let mut url = registry.url(&first);
     let own = registry.url("");
     let mut tags = Vec::new();
+    let mut total = 0u64;
     let mut seen_urls = std::collections::HashSet::new();
     for _ in 0..MAX_PAGES {
         if !seen_urls.insert(url.clone()) {
@@ -58,6 +62,10 @@ pub fn list(repo: &Repository, page_size: Option<u32>) -> Result<Vec<String>> {
                 ureq::Error::BodyExceedsLimit(_) => too_big(),
                 e => anyhow!("reading the tag list: {}", describe(&e, &registry.options.timeouts)),
             })?;
+        total += bytes.len() as u64;
+        if total > MAX_TOTAL_BYTES {
+            bail!("the tag list is larger than {} MiB in all; stopped", MAX_TOTAL_BYTES >> 20);
+        }
         let page: Page = serde_json::from_slice(&bytes).context("malformed tag list")?;
         tags.extend(page.tags.unwrap_or_default());
         let Some(next) = next else { return Ok(tags) };
