@@ -101,6 +101,8 @@ fn remote_and_local_match_skopeo_byte_for_byte() {
         assert_eq!(l["created_by"], "img test_image");
     }
     assert!(r.get("layout").is_none(), "a registry's image has no layout");
+    let line = inspect_bytes(&store, &["--remote", &dest]);
+    assert!(line.starts_with(br#"{"ref":"#), "the usual record fields come first");
     assert!(!store.layout().exists(), "--remote stores nothing");
 
     // --raw and --config: exactly what the registry holds, as skopeo sees it.
@@ -495,6 +497,11 @@ fn bad_input_fails_in_one_line() {
     let missing = format!("{}/bad:nope", registry.host());
     let out = store.run("img-inspect", &["--remote", &missing], "");
     one_line_error(&out, &format!("img-inspect: {missing}: manifest unknown (404)"));
+
+    let out = store.run("img-inspect", &["--remote", "--platform", "linux/s390x", &dest], "");
+    one_line_error(&out, "not linux/s390x");
+    let out = store.run("img-inspect", &["--layout", src_arg, "--platform", "linux/s390x", "ok:1"], "");
+    one_line_error(&out, "not linux/s390x");
 
     // One bad image among good ones: the good ones are shown, and the exit status is 1.
     let out = store.run("img-inspect", &["--layout", src_arg, "nope:1", "ok:1"], "");

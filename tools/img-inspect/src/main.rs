@@ -13,7 +13,7 @@ use img::reference::Reference;
 use img::registry::{Connections, Repository, tags};
 use img::store;
 use img_cli::{LayoutArg, RegistryArgs};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Show an image's manifest, config, layers and history (from the layout, or from a registry
 /// with --remote): one JSON record per image, references as arguments or JSON Lines on stdin.
@@ -100,9 +100,9 @@ fn inspect_one(args: &Args, input: &Input, connections: &mut Connections) -> Res
     }
     let mut out = image.record()?;
     if let Some(w) = wasted {
-        out.insert("wasted".into(), json!(w));
+        out.fields.insert("wasted".into(), json!(w));
     }
-    record::print(&Value::Object(out))
+    record::print(&out)
 }
 
 fn list_tags(repository: &str, page_size: Option<u32>, connections: &mut Connections) -> Result<ExitCode> {

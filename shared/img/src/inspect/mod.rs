@@ -15,8 +15,10 @@ pub mod wasted;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::digest::Digest;
 use crate::document::{self, Descriptor};
 use crate::media_type::{self, Kind};
 use crate::platform::Platform;
@@ -46,7 +48,7 @@ impl Image {
     }
 
     /// The inspection record: the usual record fields and everything the config says.
-    pub fn record(&self) -> Result<Map<String, Value>> {
+    pub fn record(&self) -> Result<Record> {
         let manifest = self.parsed_manifest()?;
         let config: Map<String, Value> = if media_type::is_image_config(&manifest.config.media_type) {
             serde_json::from_slice(&self.config_bytes)
@@ -55,18 +57,6 @@ impl Image {
             Map::new() // an artifact: its config is not an image config
         };
         let mut r = Map::new();
-        if let Some(name) = &self.reference {
-            r.insert("ref".into(), json!(name));
-        }
-        r.insert("digest".into(), json!(self.root.digest));
-        r.insert("mediaType".into(), json!(self.root.media_type));
-        r.insert("size".into(), json!(self.root.size));
-        if let Some(layout) = &self.layout {
-            r.insert("layout".into(), json!(layout));
-        }
-        if let Some(p) = platform_of(&config).or_else(|| self.manifest.platform.clone()) {
-            r.insert("platform".into(), json!(p.to_string()));
-        }
         if self.root.kind() == Kind::Index {
             r.insert("platforms".into(), Value::Array(self.platforms()?));
         }
@@ -87,7 +77,15 @@ impl Image {
         let matched = history::match_layers(&manifest.layers, &config);
         r.insert("layers".into(), json!(matched.layers));
         r.insert("history".into(), json!(matched.history));
-        Ok(r)
+        Ok(Record {
+            reference: self.reference.clone(),
+            digest: self.root.digest.clone(),
+            media_type: self.root.media_type.clone(),
+            size: self.root.size,
+            layout: self.layout.clone(),
+            platform: platform_of(&config).or_else(|| self.manifest.platform.clone()).map(|p| p.to_string()),
+            fields: r,
+        })
     }
 
     /// Each child of an index: its platform, digest, media type and size.
@@ -106,6 +104,25 @@ impl Image {
             })
             .collect())
     }
+}
+
+/// An inspection record: the fields every tool's record starts with, in the same order, then
+/// the rest ([`Image::record`] says which).
+#[derive(Clone, Debug, Serialize)]
+pub struct Record {
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub digest: Digest,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout: Option<PathBuf>,
+    /// The platform of the image shown (for an index, of the child chosen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(flatten)]
+    pub fields: Map<String, Value>,
 }
 
 fn descriptor_value(d: &Descriptor) -> Value {

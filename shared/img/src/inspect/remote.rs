@@ -12,7 +12,7 @@ use super::Image;
 use super::wasted::{self, Wasted};
 use crate::digest::{Expected, Hasher};
 use crate::document::{self, Descriptor};
-use crate::media_type::Kind;
+use crate::media_type::{self, Kind};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::pull::choose;
@@ -53,6 +53,15 @@ pub fn read(registry: &Registry, reference: &Reference, platform: Option<&Platfo
     };
     let parsed = document::parse_manifest(&manifest_bytes)?;
     let config_bytes = fetch_config(&repo, &parsed.config)?;
+    // A single image asked for with --platform must be for it (as in a layout).
+    if let (Some(want), Kind::Manifest) = (platform, root_descriptor.kind())
+        && media_type::is_image_config(&parsed.config.media_type)
+    {
+        let have = document::parse_config(&config_bytes)?.platform();
+        if !have.satisfies(want) {
+            bail!("the image is for {have}, not {want}");
+        }
+    }
     Ok(Image {
         reference: Some(reference.to_string()),
         root: root_descriptor,
