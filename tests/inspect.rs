@@ -556,3 +556,47 @@ fn a_hostile_registry_is_refused() {
     proxy.add("/manifests/sha256:", Fault::Corrupt(3), 1);
     one_line_error(&store.run("img-inspect", &["--remote", "--raw", &pinned], ""), "digest mismatch");
 }
+
+#[test]
+fn raw_needs_no_platform_and_docker_schema2_matches_skopeo() {
+    let registry = Registry::anonymous();
+    let store = Store::new();
+    // An index without this machine's platform: --raw shows it, the record needs --platform.
+    let foreign = BuiltIndex::new(
+        vec![image("s").platform("linux/s390x").build(), image("r").platform("linux/riscv64").build()],
+        false,
+    );
+    let src = store.path().join("src");
+    foreign.write_to(&Layout::open_or_create(&src).unwrap(), Some("foreign:1")).unwrap();
+    let src_arg = src.to_str().unwrap();
+    let dest = format!("{}/foreign:1", registry.host());
+    push(&store, &src, "foreign:1", &dest);
+    assert_eq!(inspect_bytes(&store, &["--remote", "--raw", &dest]), foreign.index.bytes);
+    assert_eq!(inspect_bytes(&store, &["--layout", src_arg, "--raw", "foreign:1"]), foreign.index.bytes);
+    let out = store.run("img-inspect", &["--remote", &dest], "");
+    one_line_error(&out, "linux/s390x, linux/riscv64");
+    let r = &inspect(&store, &["--remote", "--platform", "linux/riscv64", &dest])[0];
+    assert_eq!(r["platform"], "linux/riscv64");
+    assert_eq!(r["platforms"].as_array().unwrap().len(), 2);
+
+    // Docker schema2 media types, as docker pushes them.
+    let built = image("d").docker_media_types().build();
+    let src = layout_with(&store, "docker", "d:1", &built);
+    let dest = format!("{}/docker:1", registry.host());
+    push(&store, &src, "d:1", &dest);
+    let docker = format!("docker://{dest}");
+    let r = &inspect(&store, &["--remote", &dest])[0];
+    assert_eq!(r["mediaType"], img::media_type::DOCKER_MANIFEST);
+    assert_eq!(r["configDescriptor"]["mediaType"], img::media_type::DOCKER_CONFIG);
+    let skopeo_view: Value =
+        serde_json::from_slice(&skopeo(&["inspect", "--tls-verify=false", &docker])).unwrap();
+    assert_eq!(r["digest"], skopeo_view["Digest"]);
+    assert_eq!(
+        inspect_bytes(&store, &["--remote", "--raw", &dest]),
+        skopeo(&["inspect", "--tls-verify=false", "--raw", &docker])
+    );
+    assert_eq!(
+        inspect_bytes(&store, &["--remote", "--config", &dest]),
+        skopeo(&["inspect", "--tls-verify=false", "--config", "--raw", &docker])
+    );
+}

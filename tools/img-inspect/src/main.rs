@@ -78,6 +78,16 @@ fn main() -> ExitCode {
 
 fn inspect_one(args: &Args, input: &Input, connections: &mut Connections) -> Result<()> {
     let platform = args.platform.as_ref();
+    if args.raw {
+        // Whatever the name points at, an index whatever platforms it holds: no choosing.
+        let (_, bytes) = if args.remote {
+            let reference: Reference = input.name.parse()?;
+            inspect::remote::read_root(&*connections.get(reference.registry())?, &reference)?
+        } else {
+            inspect::local::read_root(&open_layout(args, input)?, &input.name)?
+        };
+        return print_bytes(&bytes);
+    }
     let (image, wasted) = if args.remote {
         let reference: Reference = input.name.parse()?;
         let registry = connections.get(reference.registry())?;
@@ -89,20 +99,24 @@ fn inspect_one(args: &Args, input: &Input, connections: &mut Connections) -> Res
         };
         (image, wasted)
     } else {
-        let path = store::choose_layout(args.layout.layout.as_deref(), input.layout.as_deref())?;
-        let layout = Layout::open(&path)?;
+        let layout = open_layout(args, input)?;
         let image = inspect::local::read(&layout, &input.name, platform)?;
         let wasted = if args.wasted { Some(inspect::local::wasted(&layout, &image)?) } else { None };
         (image, wasted)
     };
-    if args.raw || args.config {
-        return print_bytes(if args.raw { &image.root_bytes } else { &image.config_bytes });
+    if args.config {
+        return print_bytes(&image.config_bytes);
     }
     let mut out = image.record()?;
     if let Some(w) = wasted {
         out.fields.insert("wasted".into(), json!(w));
     }
     record::print(&out)
+}
+
+/// `--layout`, else the layout the input's record names, else the store's.
+fn open_layout(args: &Args, input: &Input) -> Result<Layout> {
+    Layout::open(store::choose_layout(args.layout.layout.as_deref(), input.layout.as_deref())?)
 }
 
 fn list_tags(repository: &str, page_size: Option<u32>, connections: &mut Connections) -> Result<ExitCode> {

@@ -4,10 +4,11 @@
 
 use std::io::Read;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::Image;
 use super::wasted::{self, Wasted};
+use crate::document::Descriptor;
 use crate::layout::{Layout, resolve};
 use crate::platform::Platform;
 
@@ -31,6 +32,18 @@ pub fn read(layout: &Layout, name: &str, platform: Option<&Platform>) -> Result<
         config_bytes: found.config_bytes,
         layout: Some(layout.root().to_path_buf()),
     })
+}
+
+/// What `name` points at in the layout, as its exact bytes: a manifest, or a whole index
+/// (whatever platforms it holds). Nothing else is read.
+pub fn read_root(layout: &Layout, name: &str) -> Result<(Descriptor, Vec<u8>)> {
+    let index = layout.read_index()?;
+    let Some(&first) = index.find(name).first() else {
+        bail!("{name}: no such image in {}", layout.root().display());
+    };
+    let entry = index.entries()[first].clone();
+    let bytes = layout.read_document(&entry).with_context(|| name.to_string())?;
+    Ok((entry, bytes))
 }
 
 /// The files the image's later layers delete or overwrite (see [`wasted`]).

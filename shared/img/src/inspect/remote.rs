@@ -16,14 +16,18 @@ use crate::media_type::{self, Kind};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::pull::choose;
-use crate::registry::{Budget, MAX_CONFIG, Registry, Repository, status_error};
+use crate::registry::{Budget, FetchedManifest, MAX_CONFIG, Registry, Repository, status_error};
 
 /// Reads `reference` from its registry; for an index, the manifest for `platform` (default:
 /// the host's) is chosen.
 pub fn read(registry: &Registry, reference: &Reference, platform: Option<&Platform>) -> Result<Image> {
     let repo = Repository::new(registry, reference.repository(), false);
-    let root = repo.get_manifest(&reference.api_reference())?;
-    let root_descriptor = Descriptor::new(&root.media_type, root.digest.clone(), root.bytes.len() as u64);
+    let (root_descriptor, root_bytes) = read_root(registry, reference)?;
+    let root = FetchedManifest {
+        media_type: root_descriptor.media_type.clone(),
+        bytes: root_bytes,
+        digest: root_descriptor.digest.clone(),
+    };
     let (manifest, manifest_bytes) = match root_descriptor.kind() {
         Kind::Manifest => (root_descriptor.clone(), root.bytes.clone()),
         Kind::Index => {
@@ -71,6 +75,14 @@ pub fn read(registry: &Registry, reference: &Reference, platform: Option<&Platfo
         config_bytes,
         layout: None,
     })
+}
+
+/// What `reference` names in its registry, as its exact bytes: a manifest, or a whole index
+/// (checked against the digest when the reference has one). Nothing else is read.
+pub fn read_root(registry: &Registry, reference: &Reference) -> Result<(Descriptor, Vec<u8>)> {
+    let repo = Repository::new(registry, reference.repository(), false);
+    let root = repo.get_manifest(&reference.api_reference())?;
+    Ok((Descriptor::new(&root.media_type, root.digest, root.bytes.len() as u64), root.bytes))
 }
 
 /// Fetches a config blob whole, capped at [`MAX_CONFIG`], and checks it against its descriptor.
