@@ -4,6 +4,7 @@
 pub mod bundle;
 pub mod digest;
 pub mod document;
+pub mod inspect;
 pub mod layer;
 pub mod layout;
 pub mod media_type;

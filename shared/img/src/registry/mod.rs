@@ -27,6 +27,7 @@ pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod sources;
+pub mod tags;
 pub mod timeouts;
 
 mod agent;

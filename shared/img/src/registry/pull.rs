@@ -313,7 +313,7 @@ fn config_platform(layout: &Layout, manifest: &[u8]) -> Option<Platform> {
 }
 
 /// The index entry for a platform: an exact variant match beats a missing variant.
-fn choose<'a>(manifests: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
+pub fn choose<'a>(manifests: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
     let candidates: Vec<&Descriptor> = manifests
         .iter()
         .filter(|m| m.kind() == Kind::Manifest && m.platform.as_ref().is_some_and(|p| p.satisfies(want)))
