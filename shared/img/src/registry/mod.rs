@@ -19,10 +19,11 @@
 //! blob endpoints), `endpoint` (which host, where plain http may be used), `tls` (which roots),
 //! `agent` (the HTTP agent), `retry` (what to retry, how long to wait), `location` (`Location`
 //! headers), `response` (headers and bodies), `errors` (failures in one line); [`auth`],
-//! [`origin`] and [`timeouts`] beside them, and [`pull`] and [`push`] on top; for
-//! img-login/img-logout [`login`] (checking credentials) and [`docker_config`] (storing them).
+//! [`origin`] and [`timeouts`] beside them, and [`pull`] and [`push`] on top; [`delete`]
+//! (`img-rm --remote`), and for img-login/img-logout [`login`] (checking credentials) and [`docker_config`] (storing them).
 
 pub mod auth;
+pub mod delete;
 pub mod docker_config;
 pub mod login;
 pub mod origin;
