@@ -138,7 +138,12 @@ fn remove_from(path: &std::path::Path, inputs: &[Input], args: &Args) -> Result<
             }
             positions.extend(found);
         }
-        Ok(index.remove(&positions.into_iter().collect::<Vec<_>>()))
+        let removed = index.remove(&positions.into_iter().collect::<Vec<_>>());
+        // Referrers (signatures…) of what went go too, or they would keep its blobs.
+        if !removed.is_empty() {
+            index.remove(&img::registry::referrers::orphaned(&layout, index));
+        }
+        Ok(removed)
     })?;
 
     let mut freed: Vec<(u64, u64)> = vec![(0, 0); removed.len()];
