@@ -299,3 +299,59 @@ fn a_referrers_request_redirected_elsewhere_gets_no_credentials() {
         "the registry itself never got credentials (the test proves nothing)"
     );
 }
+
+#[test]
+fn a_registry_with_the_referrers_api_is_asked_that_way_and_keeps_its_own_index() {
+    let registry = Registry::anonymous();
+    let host = registry.host();
+    let store = Store::new();
+    let built = image("api");
+    let work = store.path().join("work");
+    let layout = Layout::open_or_create(&work).unwrap();
+    let image_desc = built.write_to(&layout, Some("app:1")).unwrap();
+    let src = format!("{host}/src/app:1");
+    assert_success(
+        &store.run("img-push", &["--layout", work.to_str().unwrap(), "--to", &src, "app:1"], ""),
+        "push",
+    );
+    let (sig, _) = artifact(&layout, SIG, &image_desc, "api signature");
+    let c = client(&host, None);
+    // The signature is in the repository, but in no fallback tag: only the (simulated)
+    // referrers API lists it.
+    let dest: Reference = format!("{host}/src/app@{}", sig.digest).parse().unwrap();
+    push::push(&c, &layout, &sig, &dest, None, &PushOptions::default(), &Silent).unwrap();
+    let mut listed = sig.clone();
+    listed.artifact_type = Some(SIG.into());
+    let api_index = to_canonical_json(&json!({
+        "schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": [listed],
+    }));
+    let front = Proxy::start(registry.port);
+    front.add("GET /v2/src/app/referrers/", Fault::Respond(media_type::OCI_INDEX.into(), api_index), 100);
+    let empty =
+        to_canonical_json(&json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": []}));
+    front.add("GET /v2/dst/app/referrers/", Fault::Respond(media_type::OCI_INDEX.into(), empty), 100);
+
+    let out = store.run("img-pull", &["--referrers", &format!("{}/src/app:1", front.host())], "");
+    assert_success(&out, "img-pull --referrers from a registry with the API");
+    let stored = Layout::open(store.layout()).unwrap();
+    assert!(stored.has_blob(&sig.digest), "the signature the API listed was not copied");
+    assert!(
+        !front.requests().iter().any(|r| r.contains(&referrers::fallback_tag(&image_desc.digest))),
+        "the fallback tag was asked for although the API answered: {:?}",
+        front.requests()
+    );
+
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    let dst = format!("{}/dst/app:1", front.host());
+    let out = store.run("img-push", &["--referrers", "--to", &dst], &line);
+    assert_success(&out, "img-push --referrers to a registry with the API");
+    let requests = front.requests();
+    assert!(
+        requests.iter().any(|r| r.starts_with(&format!("PUT /v2/dst/app/manifests/{}", sig.digest))),
+        "the signature was not pushed by digest: {requests:?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.starts_with("PUT /v2/dst/app/manifests/sha256-")),
+        "a fallback tag was written although the registry keeps its own index: {requests:?}"
+    );
+}
