@@ -280,3 +280,71 @@ esac
         run(&store, "img-pull", &config, Some(&helpers), &["--layout", other.to_str().unwrap(), &reference]);
     one_line_error(&out, "img-pull", "authentication required");
 }
+
+/// A pseudo-terminal: (master, slave).
+fn pty() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two descriptors it opened, which we then own.
+    let rc = unsafe {
+        libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both are open descriptors nobody else owns.
+    unsafe { (std::fs::File::from_raw_fd(master), std::fs::File::from_raw_fd(slave)) }
+}
+
+#[test]
+fn on_a_terminal_it_asks_and_does_not_echo_the_password() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let registry = Registry::start(Auth::Basic { user: "dave".into(), password: "typed-pw".into() }, false);
+    let store = Store::new();
+    let config = store.path().join("docker");
+    let (master, slave) = pty();
+    let mut cmd = with_config(&store, "img-login", &config, None);
+    cmd.arg(registry.host())
+        .stdin(slave.try_clone().unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(slave);
+    let child = cmd.spawn().unwrap();
+    drop(cmd); // our copies of the terminal's slave side: the master reads EOF when the child ends
+
+    let screen = Arc::new(Mutex::new(String::new()));
+    let (mut reader, mut keyboard) = (master.try_clone().unwrap(), master);
+    let shown = screen.clone();
+    let reading = std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            shown.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let wait_for = |text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !screen.lock().unwrap().contains(text) {
+            assert!(Instant::now() < deadline, "no {text:?} on the terminal: {:?}", screen.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("Username: ");
+    keyboard.write_all(b"dave\n").unwrap();
+    wait_for("Password: ");
+    keyboard.write_all(b"typed-pw\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(keyboard);
+    let _ = reading.join();
+    let screen = screen.lock().unwrap().clone();
+    assert!(out.status.success(), "img-login on a terminal failed: {screen}");
+    assert!(screen.contains("dave"), "the user name is echoed: {screen:?}");
+    assert!(!screen.contains("typed-pw"), "the password was echoed: {screen:?}");
+    assert_eq!(json_lines(&out.stdout)[0]["username"], "dave");
+    assert_eq!(
+        read_json(&config.join("config.json"))["auths"][&registry.host()]["auth"],
+        base64("dave:typed-pw")
+    );
+}

@@ -102,9 +102,8 @@ fn read_line(input: &mut impl BufRead) -> Result<String> {
 /// Asks on stderr and reads the answer from the terminal on stdin; without echo for a password.
 fn prompt(question: &str, echo: bool) -> Result<String> {
     use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
-    eprint!("{question}");
-    std::io::stderr().flush()?;
     let stdin = std::io::stdin();
+    // Echo goes off before the question is asked, so an answer typed at once is not shown.
     let saved = if echo { None } else { tcgetattr(&stdin).ok() };
     if let Some(t) = &saved {
         let mut quiet = t.clone();
@@ -112,6 +111,8 @@ fn prompt(question: &str, echo: bool) -> Result<String> {
         quiet.local_flags.insert(LocalFlags::ECHONL);
         tcsetattr(&stdin, SetArg::TCSANOW, &quiet)?;
     }
+    eprint!("{question}");
+    std::io::stderr().flush()?;
     let answer = read_line(&mut stdin.lock());
     if let Some(t) = &saved {
         let _ = tcsetattr(&stdin, SetArg::TCSANOW, t);
