@@ -63,6 +63,10 @@ fn remote_rm_deletes_by_tag_by_digest_and_from_a_pipeline() {
     // Again: the tag is unknown now, in one line.
     let out = store.run("img-rm", &["--remote", &format!("{host}/team/app:1")], "");
     one_line_error(&out, "manifest unknown");
+    // With -f that is not an error (and nothing is printed), as for a layout.
+    let out = store.run("img-rm", &["--remote", "-f", &format!("{host}/team/app:1")], "");
+    assert_success(&out, "img-rm --remote -f of a missing image");
+    assert!(out.stdout.is_empty() && stderr(&out).is_empty(), "{}", stderr(&out));
 
     // By digest.
     let b = image("b");

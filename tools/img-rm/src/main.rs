@@ -111,6 +111,8 @@ fn remove_remote(inputs: &[Input], args: &Args) -> Result<ExitCode> {
             Ok((reference, digest)) => {
                 record::print(&json!({"ref": reference.to_string(), "digest": digest, "deleted": true}))?
             }
+            // -f: an image the registry does not have is not an error, as for a layout.
+            Err(e) if args.force && img_cli::one_line(&e).ends_with("(404)") => {}
             Err(e) => {
                 eprintln!("img-rm: {}: {}", input.name, img_cli::one_line(&e));
                 ok = false;
