@@ -140,12 +140,21 @@ impl Registry {
 
     /// Starts a registry; `tls` serves https with a generated CA.
     pub fn start(auth: Auth, tls: bool) -> Registry {
+        Registry::start_with(auth, tls, true)
+    }
+
+    /// Starts a registry that refuses `DELETE` (distribution's default: 405 UNSUPPORTED).
+    pub fn without_deletes(auth: Auth) -> Registry {
+        Registry::start_with(auth, false, false)
+    }
+
+    fn start_with(auth: Auth, tls: bool, deletes: bool) -> Registry {
         crate::require("docker-registry");
         let dir = tempfile::tempdir().expect("a temp dir");
         let port = free_port();
         let tls = tls.then(|| Tls::generate(dir.path()));
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: img-test-secret\n",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {deletes}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: img-test-secret\n",
             dir.path().join("data").display()
         );
         if let Some(t) = &tls {

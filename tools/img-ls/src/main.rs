@@ -38,7 +38,10 @@ fn main() -> ExitCode {
         let entries = index.entries();
         let mut failed = false;
         let selected: Vec<usize> = if args.filters.is_empty() {
-            (0..entries.len()).collect()
+            // Signatures and other referrers kept beside their images are not images.
+            (0..entries.len())
+                .filter(|&i| !img::registry::referrers::is_referrer_entry(&layout, &entries[i]))
+                .collect()
         } else {
             let mut all = Vec::new();
             for f in &args.filters {

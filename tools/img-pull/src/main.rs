@@ -31,6 +31,9 @@ struct Args {
     /// Keep the whole index and pull every platform's image
     #[arg(long)]
     all_platforms: bool,
+    /// Copy the image's referrers too (signatures, SBOMs, attestations: OCI 1.1)
+    #[arg(long)]
+    referrers: bool,
     /// References: `alpine:3.20`, `localhost:5000/app@sha256:…`, `name:tag@sha256:…`
     images: Vec<String>,
 }
@@ -51,7 +54,9 @@ fn main() -> ExitCode {
         let progress = Bars::new(args.registry.verbose);
         let mut ok = true;
         for input in inputs {
-            if let Err(e) = pull_one(&input.name, &layout, &mut connections, &options, &progress) {
+            let pulled =
+                pull_one(&input.name, &layout, &mut connections, &options, args.referrers, &progress);
+            if let Err(e) = pulled {
                 let shown = input.name.parse::<Reference>().map_or(input.name.clone(), |r| r.to_string());
                 eprintln!("img-pull: {shown}: {}", img_cli::one_line(&e));
                 ok = false;
@@ -66,11 +71,16 @@ fn pull_one(
     layout: &Layout,
     connections: &mut Connections,
     options: &PullOptions,
+    referrers: bool,
     progress: &Bars,
 ) -> Result<()> {
     let reference: Reference = name.parse()?;
     let registry = connections.get(reference.registry())?;
     let pulled = pull::pull(&registry, layout, &reference, options, progress)?;
+    if referrers {
+        let repo = img::registry::Repository::new(&registry, reference.repository(), false);
+        img::registry::referrers::pull(&repo, layout, &pulled.descriptor.digest, progress)?;
+    }
     img::registry::progress::Progress::message(
         progress,
         &format!(

@@ -28,6 +28,10 @@ struct Args {
     /// Push to this reference instead (one image only)
     #[arg(long, value_name = "REF")]
     to: Option<String>,
+    /// Push the image's referrers too (signatures, SBOMs, attestations that img-pull
+    /// --referrers copied): by the referrers API, else the `sha256-<hex>` tag scheme
+    #[arg(long)]
+    referrers: bool,
     /// Blobs larger than this are uploaded in chunks of this size (bytes)
     #[arg(long, value_name = "BYTES", default_value_t = 32 << 20, hide = true)]
     chunk_size: u64,
@@ -93,6 +97,9 @@ fn push_one(
         stored.as_ref().filter(|s| s.registry() == dest.registry()).map(|s| s.repository().to_string());
     let registry = connections.get(dest.registry())?;
     let pushed = push::push(&registry, &layout, &root, &dest, mount_from.as_deref(), options, progress)?;
+    if args.referrers {
+        img::registry::referrers::push(&registry, &layout, &root.digest, &dest, options, progress)?;
+    }
     progress.message(&format!(
         "img-push: {dest} {} ({} uploaded, {} bytes; {} mounted; {} already there)",
         root.digest,

@@ -11,9 +11,10 @@ use img::document::Descriptor;
 use img::layout::Layout;
 use img::layout::{gc, graph, ref_names};
 use img::record::{self, ImageRecord, Input};
+use img::registry::{Connections, delete};
 use img::snapshot::{self, Collection};
 use img::store;
-use img_cli::LayoutArg;
+use img_cli::{LayoutArg, RegistryArgs};
 use serde_json::{Value, json};
 
 /// Remove images (by reference or digest, as arguments or JSON Lines on stdin) and
@@ -32,6 +33,12 @@ struct Args {
     /// Remove nothing; only collect blobs no image uses
     #[arg(long, conflicts_with = "images")]
     prune: bool,
+    /// Delete the images in their registry instead (a tag deletes the manifest it names now,
+    /// and so every tag of it), as `skopeo delete` does
+    #[arg(long, conflicts_with_all = ["prune", "no_gc"])]
+    remote: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// References (`alpine:3.20`) or digests (`sha256:…`) of the images to remove
     images: Vec<String>,
 }
@@ -69,6 +76,9 @@ fn main() -> ExitCode {
         );
         // An empty pipeline (`img-ls | jq 'select(…)' | img-rm` selecting nothing) removes nothing.
         let inputs = record::inputs(&args.images)?;
+        if args.remote {
+            return remove_remote(&inputs, &args);
+        }
         // Records from a pipeline may come from several layouts; each is handled on its own.
         let mut by_layout: BTreeMap<PathBuf, Vec<Input>> = BTreeMap::new();
         for input in inputs {
@@ -85,6 +95,31 @@ fn main() -> ExitCode {
         }
         Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     })
+}
+
+/// Deletes each image in its registry; prints `{"ref", "digest", "deleted": true}` for each.
+fn remove_remote(inputs: &[Input], args: &Args) -> Result<ExitCode> {
+    let mut connections = Connections::new(args.registry.options()?);
+    let mut ok = true;
+    for input in inputs {
+        let deleted = delete::parse(&input.name).and_then(|reference| {
+            let registry = connections.get(reference.registry())?;
+            let digest = delete::delete(&registry, &reference)?;
+            Ok((reference, digest))
+        });
+        match deleted {
+            Ok((reference, digest)) => {
+                record::print(&json!({"ref": reference.to_string(), "digest": digest, "deleted": true}))?
+            }
+            // -f: an image the registry does not have is not an error, as for a layout.
+            Err(e) if args.force && img_cli::one_line(&e).ends_with("(404)") => {}
+            Err(e) => {
+                eprintln!("img-rm: {}: {}", input.name, img_cli::one_line(&e));
+                ok = false;
+            }
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// Removes the named entries of one layout in a single index update, then collects garbage.
@@ -105,7 +140,12 @@ fn remove_from(path: &std::path::Path, inputs: &[Input], args: &Args) -> Result<
             }
             positions.extend(found);
         }
-        Ok(index.remove(&positions.into_iter().collect::<Vec<_>>()))
+        let removed = index.remove(&positions.into_iter().collect::<Vec<_>>());
+        // Referrers (signatures…) of what went go too, or they would keep its blobs.
+        if !removed.is_empty() {
+            index.remove(&img::registry::referrers::orphaned(&layout, index));
+        }
+        Ok(removed)
     })?;
 
     let mut freed: Vec<(u64, u64)> = vec![(0, 0); removed.len()];

@@ -106,6 +106,18 @@ impl IndexFile {
         self.raw.push(None);
     }
 
+    /// Adds an entry without a name (a referrer kept beside its subject, see
+    /// [`crate::registry::referrers`]) unless an unnamed entry for that digest is there.
+    pub fn add_unnamed(&mut self, descriptor: &Descriptor) {
+        let there = self.entries.iter().any(|e| e.ref_name().is_none() && e.digest == descriptor.digest);
+        if !there {
+            let mut entry = descriptor.clone();
+            entry.annotations.remove(REF_NAME_ANNOTATION);
+            self.entries.push(entry);
+            self.raw.push(None);
+        }
+    }
+
     /// Removes the entries at the given positions and returns them.
     pub fn remove(&mut self, positions: &[usize]) -> Vec<Descriptor> {
         let mut removed = Vec::new();

@@ -58,7 +58,7 @@ impl Credentials {
 }
 
 /// The keys a registry may be stored under in `auths` (docker writes Docker Hub as a URL).
-fn config_keys(registry: &str) -> Vec<String> {
+pub(crate) fn config_keys(registry: &str) -> Vec<String> {
     if registry == "docker.io" {
         return ["https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io"]
             .map(String::from)

@@ -19,13 +19,19 @@
 //! blob endpoints), `endpoint` (which host, where plain http may be used), `tls` (which roots),
 //! `agent` (the HTTP agent), `retry` (what to retry, how long to wait), `location` (`Location`
 //! headers), `response` (headers and bodies), `errors` (failures in one line); [`auth`],
-//! [`origin`] and [`timeouts`] beside them, and [`pull`] and [`push`] on top.
+//! [`origin`] and [`timeouts`] beside them, and [`pull`] and [`push`] on top; [`referrers`]
+//! (OCI 1.1 artifacts attached to an image), [`delete`] (`img-rm --remote`), and for
+//! img-login/img-logout [`login`] (checking credentials) and [`docker_config`] (storing them).
 
 pub mod auth;
+pub mod delete;
+pub mod docker_config;
+pub mod login;
 pub mod origin;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod referrers;
 pub mod sources;
 pub mod tags;
 pub mod timeouts;
