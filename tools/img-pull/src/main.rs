@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
+use img::archive::{self, ArchiveRef, ImportOptions};
 use img::layout::Layout;
 use img::platform::Platform;
 use img::record::{self, ImageRecord};
@@ -31,7 +32,11 @@ struct Args {
     /// Keep the whole index and pull every platform's image
     #[arg(long)]
     all_platforms: bool,
-    /// References: `alpine:3.20`, `localhost:5000/app@sha256:…`, `name:tag@sha256:…`
+    /// The largest archive read from a pipe or decompressed first (docker-archive:-), in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = archive::DEFAULT_MAX_SPOOL)]
+    max_size: u64,
+    /// References: `alpine:3.20`, `localhost:5000/app@sha256:…`, `name:tag@sha256:…`, or
+    /// archives: `docker-archive:PATH[:REF]`, `oci-archive:PATH[:REF]` (PATH `-`: stdin)
     images: Vec<String>,
 }
 
@@ -50,8 +55,13 @@ fn main() -> ExitCode {
         };
         let progress = Bars::new(args.registry.verbose);
         let mut ok = true;
+        let import = ImportOptions { max_spool: args.max_size };
         for input in inputs {
-            if let Err(e) = pull_one(&input.name, &layout, &mut connections, &options, &progress) {
+            let pulled = match Transport::parse(&input.name) {
+                Transport::Registry => pull_one(&input.name, &layout, &mut connections, &options, &progress),
+                Transport::Archive(archive) => archive.and_then(|a| import_archive(&a, &layout, &import)),
+            };
+            if let Err(e) = pulled {
                 let shown = input.name.parse::<Reference>().map_or(input.name.clone(), |r| r.to_string());
                 eprintln!("img-pull: {shown}: {}", img_cli::one_line(&e));
                 ok = false;
@@ -85,4 +95,27 @@ fn pull_one(
         extra,
         ..ImageRecord::new(&pulled.descriptor, Some(pulled.name), layout.root())
     })
+}
+
+/// Where an image comes from: a registry, or an archive file (`docker-archive:`, `oci-archive:`).
+enum Transport {
+    Registry,
+    Archive(Result<ArchiveRef>),
+}
+
+impl Transport {
+    fn parse(name: &str) -> Transport {
+        ArchiveRef::parse(name).map_or(Transport::Registry, Transport::Archive)
+    }
+}
+
+/// Imports every image of an archive (or the one its reference names): a record per name.
+fn import_archive(archive: &ArchiveRef, layout: &Layout, options: &ImportOptions) -> Result<()> {
+    for image in archive::import(layout, archive, options)? {
+        record::print(&ImageRecord {
+            platform: image.platform.map(|p| p.to_string()),
+            ..ImageRecord::new(&image.descriptor, image.name, layout.root())
+        })?;
+    }
+    Ok(())
 }

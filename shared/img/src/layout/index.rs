@@ -106,6 +106,17 @@ impl IndexFile {
         self.raw.push(None);
     }
 
+    /// Adds an entry without a name (an untagged image), unless one with its digest is there.
+    pub fn add_unnamed(&mut self, descriptor: &Descriptor) {
+        if self.entries.iter().any(|e| e.digest == descriptor.digest && e.ref_name().is_none()) {
+            return;
+        }
+        let mut entry = descriptor.clone();
+        entry.annotations.remove(REF_NAME_ANNOTATION);
+        self.entries.push(entry);
+        self.raw.push(None);
+    }
+
     /// Removes the entries at the given positions and returns them.
     pub fn remove(&mut self, positions: &[usize]) -> Vec<Descriptor> {
         let mut removed = Vec::new();
