@@ -54,7 +54,9 @@ fn main() -> ExitCode {
         for input in &inputs {
             let pushed = match &to {
                 Some(Destination::Archive(a)) => export_one(input, &args, a),
-                Some(Destination::Registry(r)) => push_one(input, &args, Some(r), &mut connections, &options, &progress),
+                Some(Destination::Registry(r)) => {
+                    push_one(input, &args, Some(r), &mut connections, &options, &progress)
+                }
                 None => push_one(input, &args, None, &mut connections, &options, &progress),
             };
             if let Err(e) = pushed {

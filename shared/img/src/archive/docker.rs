@@ -93,17 +93,26 @@ pub(crate) fn plan(members: &Members, selector: Option<&str>) -> Result<Plan> {
         let (descriptor, platform) = match done.get(&i) {
             Some(d) => d.clone(),
             None => {
-                let d = plan_image(members, &entries[i], &mut plan).with_context(|| format!("image {i} of manifest.json"))?;
+                let d = plan_image(members, &entries[i], &mut plan)
+                    .with_context(|| format!("image {i} of manifest.json"))?;
                 done.insert(i, d.clone());
                 d
             }
         };
         let names: Vec<String> = names.iter().filter_map(|n| stored_name(n)).collect();
         if names.is_empty() {
-            plan.images.push(Imported { name: None, descriptor: descriptor.clone(), platform: platform.clone() });
+            plan.images.push(Imported {
+                name: None,
+                descriptor: descriptor.clone(),
+                platform: platform.clone(),
+            });
         }
         for name in names {
-            plan.images.push(Imported { name: Some(name), descriptor: descriptor.clone(), platform: platform.clone() });
+            plan.images.push(Imported {
+                name: Some(name),
+                descriptor: descriptor.clone(),
+                platform: platform.clone(),
+            });
         }
     }
     Ok(plan)
@@ -117,9 +126,9 @@ fn read_manifest_json(members: &Members) -> Result<Vec<Entry>> {
 /// Checks one image's config and layers (each layer against its diff_id) and adds them, and
 /// the manifest made for them, to the plan.
 fn plan_image(members: &Members, entry: &Entry, plan: &mut Plan) -> Result<(Descriptor, Option<Platform>)> {
-    let config_bytes = members.read_small(&entry.config, MAX_CONFIG_BYTES).map_err(|e| {
-        e.context(format!("config {}", entry.config))
-    })?;
+    let config_bytes = members
+        .read_small(&entry.config, MAX_CONFIG_BYTES)
+        .map_err(|e| e.context(format!("config {}", entry.config)))?;
     let config = document::parse_config(&config_bytes).with_context(|| format!("config {}", entry.config))?;
     let diff_ids = config.rootfs.as_ref().map(|r| r.diff_ids.clone()).unwrap_or_default();
     if diff_ids.len() != entry.layers.len() {
@@ -183,7 +192,8 @@ pub(crate) fn write(
         bail!("not a container image (config media type {})", manifest.config.media_type);
     }
     let config_bytes = layout.read_document(&manifest.config)?;
-    let config = document::parse_config(&config_bytes).with_context(|| format!("config {}", manifest.config.digest))?;
+    let config = document::parse_config(&config_bytes)
+        .with_context(|| format!("config {}", manifest.config.digest))?;
     let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
     if diff_ids.len() != manifest.layers.len() {
         bail!("the config lists {} diff_ids for {} layers", diff_ids.len(), manifest.layers.len());
@@ -194,13 +204,15 @@ pub(crate) fn write(
     let mut layer_names = Vec::new();
     let mut written = BTreeSet::new();
     for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {
-        compression::check_media_type(&layer.media_type).with_context(|| format!("layer {}", layer.digest))?;
+        compression::check_media_type(&layer.media_type)
+            .with_context(|| format!("layer {}", layer.digest))?;
         let file_name = format!("{}.tar", diff_id.hex());
         layer_names.push(file_name.clone());
         if !written.insert(file_name.clone()) {
             continue;
         }
-        append_layer(builder, layout, &file_name, layer, diff_id).with_context(|| format!("layer {}", layer.digest))?;
+        append_layer(builder, layout, &file_name, layer, diff_id)
+            .with_context(|| format!("layer {}", layer.digest))?;
     }
     let repo_tags: Vec<String> = name
         .and_then(|n| n.parse::<Reference>().ok())
@@ -214,7 +226,11 @@ pub(crate) fn write(
         "Layers": layer_names,
     }]))?;
     builder.append(&file_header("manifest.json", listing.len() as u64)?, listing.as_slice())?;
-    Ok(Exported { descriptor: root.clone(), digest_kept: false, config: Some(manifest.config.digest.clone()) })
+    Ok(Exported {
+        descriptor: root.clone(),
+        digest_kept: false,
+        config: Some(manifest.config.digest.clone()),
+    })
 }
 
 /// Appends a layer uncompressed. A compressed layer is read twice: once to learn its size and
@@ -234,18 +250,21 @@ fn append_layer(
         }
         return append_blob(builder, layout, file_name, layer);
     }
-    let (got, size) = hash_stream(&mut compression::decompress(layout.open_blob(&layer.digest)?)?, diff_id.algorithm())?;
+    let (got, size) =
+        hash_stream(&mut compression::decompress(layout.open_blob(&layer.digest)?)?, diff_id.algorithm())?;
     if &got != diff_id {
         bail!("uncompressed content is {got}, but the config's diff_id is {diff_id}");
     }
-    let mut reader = Checked::new(compression::decompress(layout.open_blob(&layer.digest)?)?, diff_id.clone(), size);
+    let mut reader =
+        Checked::new(compression::decompress(layout.open_blob(&layer.digest)?)?, diff_id.clone(), size);
     builder.append(&file_header(file_name, size)?, &mut reader)?;
     reader.check()
 }
 
 /// The manifest of an index for this machine, which the layout must hold.
 fn choose_host(layout: &Layout, index: &Descriptor) -> Result<Descriptor> {
-    let parsed = document::parse_index(&layout.read_document(index)?).with_context(|| format!("index {}", index.digest))?;
+    let parsed = document::parse_index(&layout.read_document(index)?)
+        .with_context(|| format!("index {}", index.digest))?;
     let want = Platform::host();
     parsed
         .manifests
@@ -256,5 +275,7 @@ fn choose_host(layout: &Layout, index: &Descriptor) -> Result<Descriptor> {
                 && layout.has_blob(&m.digest)
         })
         .cloned()
-        .ok_or_else(|| anyhow::anyhow!("a docker archive holds one platform, and the index has no {want} image here"))
+        .ok_or_else(|| {
+            anyhow::anyhow!("a docker archive holds one platform, and the index has no {want} image here")
+        })
 }

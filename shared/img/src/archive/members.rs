@@ -27,7 +27,10 @@ const MAX_LINK_HOPS: usize = 16;
 
 #[derive(Clone, Debug)]
 enum Member {
-    File { offset: u64, size: u64 },
+    File {
+        offset: u64,
+        size: u64,
+    },
     /// A symlink or hardlink, its target already made a member name.
     Link(String),
 }
@@ -65,10 +68,12 @@ impl Members {
             let member = if kind.is_file() || kind == tar::EntryType::Continuous {
                 Member::File { offset: entry.raw_file_position(), size: entry.size() }
             } else if kind.is_symlink() {
-                let target = entry.link_name_bytes().ok_or_else(|| anyhow!("member {name:?}: no link target"))?;
+                let target =
+                    entry.link_name_bytes().ok_or_else(|| anyhow!("member {name:?}: no link target"))?;
                 Member::Link(resolve_symlink(&name, &target)?)
             } else if kind.is_hard_link() {
-                let target = entry.link_name_bytes().ok_or_else(|| anyhow!("member {name:?}: no link target"))?;
+                let target =
+                    entry.link_name_bytes().ok_or_else(|| anyhow!("member {name:?}: no link target"))?;
                 let target = clean(&target)?.ok_or_else(|| anyhow!("member {name:?}: links to the root"))?;
                 Member::Link(target)
             } else if kind.is_gnu_sparse() {
@@ -178,7 +183,8 @@ fn clean(raw: &[u8]) -> Result<Option<String>> {
 
 /// The member a symlink at `name` pointing at `target` names, resolved lexically.
 fn resolve_symlink(name: &str, target: &[u8]) -> Result<String> {
-    let text = std::str::from_utf8(target).map_err(|_| anyhow!("member {name:?}: link target is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(target).map_err(|_| anyhow!("member {name:?}: link target is not UTF-8"))?;
     if text.starts_with('/') {
         bail!("member {name:?} links outside the archive ({text:?})");
     }

@@ -204,7 +204,8 @@ fn open_archive(layout: &Layout, path: Option<&Path>, max: u64) -> Result<File> 
         }
     };
     let tmp = layout.private_dir("tmp")?;
-    let mut spool = tempfile::tempfile_in(&tmp).with_context(|| format!("a temp file in {}", tmp.display()))?;
+    let mut spool =
+        tempfile::tempfile_in(&tmp).with_context(|| format!("a temp file in {}", tmp.display()))?;
     let mut reader = compression::decompress(BufReader::new(input)).context("reading the archive")?;
     let copied = io::copy(&mut (&mut reader).take(max + 1), &mut spool).context("reading the archive")?;
     if copied > max {
@@ -292,7 +293,10 @@ impl Output {
                 if io::IsTerminal::is_terminal(&io::stdout()) {
                     bail!("refusing to write an archive to a terminal: redirect stdout");
                 }
-                Ok(Output { writer: Box::new(io::BufWriter::with_capacity(1 << 20, io::stdout())), temp: None })
+                Ok(Output {
+                    writer: Box::new(io::BufWriter::with_capacity(1 << 20, io::stdout())),
+                    temp: None,
+                })
             }
             Some(p) => {
                 let dir = match p.parent() {
@@ -349,7 +353,12 @@ pub struct Exported {
 
 /// Exports the image `root` (an `index.json` entry of the layout) into an archive, naming it
 /// `name` in the archive (if any).
-pub fn export(layout: &Layout, root: &Descriptor, name: Option<&str>, archive: &ArchiveRef) -> Result<Exported> {
+pub fn export(
+    layout: &Layout,
+    root: &Descriptor,
+    name: Option<&str>,
+    archive: &ArchiveRef,
+) -> Result<Exported> {
     // Held so garbage collection cannot remove a blob while it is copied.
     let _reading = layout.lock_for_writing().ok();
     let mut out = Output::new(archive.path.as_deref())?;
@@ -406,7 +415,9 @@ pub(crate) fn append_blob(
         bail!("blob {} is {actual} bytes, but its descriptor says {}", desc.digest, desc.size);
     }
     let mut reader = Checked::new(file, desc.digest.clone(), desc.size);
-    builder.append(&file_header(name, desc.size)?, &mut reader).with_context(|| format!("blob {}", desc.digest))?;
+    builder
+        .append(&file_header(name, desc.size)?, &mut reader)
+        .with_context(|| format!("blob {}", desc.digest))?;
     reader.check().with_context(|| format!("blob {}", desc.digest))
 }
 
@@ -466,9 +477,12 @@ mod tests {
     fn parses_transports_as_skopeo() {
         assert!(ArchiveRef::parse("alpine:3").is_none());
         let a = ArchiveRef::parse("docker-archive:/tmp/x.tar").unwrap().unwrap();
-        assert_eq!((a.format, a.path.as_deref(), a.reference), (Format::Docker, Some(Path::new("/tmp/x.tar")), None));
+        assert_eq!(
+            (a.format, a.path.as_deref(), a.reference),
+            (Format::Docker, Some(Path::new("/tmp/x.tar")), None)
+        );
         let a = ArchiveRef::parse("oci-archive:-:x/a:1").unwrap().unwrap();
-        assert_eq!((a.format, a.path, a.reference.as_deref()), (Format::Oci, None, Some("x/a:1")));
+        assert_eq!((a.format, a.path.as_deref(), a.reference.as_deref()), (Format::Oci, None, Some("x/a:1")));
         assert!(ArchiveRef::parse("oci-archive:").unwrap().is_err());
         assert!(ArchiveRef::parse("oci-archive:x.tar:").unwrap().is_err());
         assert_eq!(a.to_string(), "oci-archive:-:x/a:1");

@@ -9,9 +9,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 
 use super::members::{Members, Span};
-use super::{BlobSource, Exported, Imported, Plan, append_blob, diff_id_of, dir_header, file_header, name_matches};
+use super::{
+    BlobSource, Exported, Imported, Plan, append_blob, diff_id_of, dir_header, file_header, name_matches,
+};
 use crate::digest::{Digest, Hasher};
-use crate::document::{self, Descriptor, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, MAX_NESTING, REF_NAME_ANNOTATION};
+use crate::document::{
+    self, Descriptor, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, MAX_NESTING, REF_NAME_ANNOTATION,
+};
 use crate::layout::Layout;
 use crate::media_type::{self, Kind};
 use crate::platform::Platform;
@@ -87,7 +91,11 @@ pub(crate) fn plan(
         descriptor.annotations.remove(REF_NAME_ANNOTATION);
         descriptor.annotations.remove(CONTAINERD_NAME);
         let platform = entry.platform.clone().or_else(|| found.and_then(|f| f.platform));
-        plan.images.push(Imported { name: name.as_deref().and_then(super::stored_name), descriptor, platform });
+        plan.images.push(Imported {
+            name: name.as_deref().and_then(super::stored_name),
+            descriptor,
+            platform,
+        });
     }
     Ok(plan)
 }
@@ -95,7 +103,11 @@ pub(crate) fn plan(
 /// The names an `index.json` entry gives its image: containerd's full name if there is one
 /// (docker 25+ writes a bare tag in the OCI annotation), else the OCI ref name, else the
 /// `RepoTags` a docker `manifest.json` lists for its config.
-fn entry_names(members: &Members, entry: &Descriptor, docker: Option<&BTreeMap<Digest, Vec<String>>>) -> Vec<String> {
+fn entry_names(
+    members: &Members,
+    entry: &Descriptor,
+    docker: Option<&BTreeMap<Digest, Vec<String>>>,
+) -> Vec<String> {
     if let Some(n) = entry.annotations.get(CONTAINERD_NAME) {
         return vec![n.clone()];
     }
@@ -232,7 +244,11 @@ fn verify_manifest(
             let got = diff_id_of(members, span, ids[i].algorithm())
                 .with_context(|| format!("layer {}", layer.digest))?;
             if got != ids[i] {
-                bail!("layer {}: uncompressed content is {got}, but the config's diff_id is {}", layer.digest, ids[i]);
+                bail!(
+                    "layer {}: uncompressed content is {got}, but the config's diff_id is {}",
+                    layer.digest,
+                    ids[i]
+                );
             }
         }
         plan.add_blob(&layer.digest, layer.size, BlobSource::Member(span));
@@ -250,7 +266,12 @@ fn hash(bytes: &[u8], desc: &Descriptor) -> Digest {
 
 fn check_size(desc: &Descriptor, span: Span) -> Result<()> {
     if span.size != desc.size {
-        bail!("blob {}: {} bytes in the archive, but its descriptor says {}", desc.digest, span.size, desc.size);
+        bail!(
+            "blob {}: {} bytes in the archive, but its descriptor says {}",
+            desc.digest,
+            span.size,
+            desc.size
+        );
     }
     Ok(())
 }
