@@ -421,7 +421,10 @@ fn hostile_archives_are_refused_in_one_line_and_change_nothing() {
             let err = stderr(&out);
             assert_eq!(out.status.code(), Some(1), "{what}: {err}");
             assert_eq!(err.lines().count(), 1, "{what}: {err}");
-            assert!(err.starts_with("img-pull: ") && err.contains(needle), "{what}: {err}");
+            assert!(
+                err.starts_with(&format!("img-pull: {format}:")) && err.contains(needle),
+                "{what}: {err}"
+            );
             assert!(out.stdout.is_empty(), "{what}");
             assert_eq!(
                 fs::read(store.layout().join("index.json")).unwrap(),

@@ -57,12 +57,15 @@ fn main() -> ExitCode {
         let mut ok = true;
         let import = ImportOptions { max_spool: args.max_size };
         for input in inputs {
-            let pulled = match Transport::parse(&input.name) {
-                Transport::Registry => pull_one(&input.name, &layout, &mut connections, &options, &progress),
-                Transport::Archive(archive) => archive.and_then(|a| import_archive(&a, &layout, &import)),
+            let (pulled, archive) = match Transport::parse(&input.name) {
+                Transport::Registry => {
+                    (pull_one(&input.name, &layout, &mut connections, &options, &progress), false)
+                }
+                Transport::Archive(a) => (a.and_then(|a| import_archive(&a, &layout, &import)), true),
             };
             if let Err(e) = pulled {
-                let shown = input.name.parse::<Reference>().map_or(input.name.clone(), |r| r.to_string());
+                let parsed = input.name.parse::<Reference>().ok().filter(|_| !archive);
+                let shown = parsed.map_or(input.name.clone(), |r| r.to_string());
                 eprintln!("img-pull: {shown}: {}", img_cli::one_line(&e));
                 ok = false;
             }
