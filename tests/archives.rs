@@ -338,7 +338,7 @@ fn hostile_archives_are_refused_in_one_line_and_change_nothing() {
     let listing = json!([{"Config": "config.json", "RepoTags": ["evil:1"], "Layers": ["layer.tar"]}]);
     let oci_blob = |content: &[u8]| format!("blobs/sha256/{}", Digest::of(content).hex());
 
-    let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
+    let mut cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
         (
             "a member named ../x",
             "docker-archive",
@@ -408,6 +408,32 @@ fn hostile_archives_are_refused_in_one_line_and_change_nothing() {
             "is corrupt in the archive",
         ),
     ];
+
+    let mut truncated = RawTar::new()
+        .file(b"manifest.json", listing.to_string().as_bytes())
+        .file(b"config.json", &good_config)
+        .file(b"layer.tar", &layer)
+        .finish();
+    truncated.truncate(truncated.len() - layer.len() / 2 - 1024);
+    cases.push(("a truncated archive", "docker-archive", truncated, "the archive is truncated"));
+    let long_name = vec![b'a'; 2 << 20];
+    cases.push((
+        "2 MiB of PAX headers",
+        "docker-archive",
+        RawTar::new().pax(&[("path", &long_name)]).file(b"x", b"").finish(),
+        "headers exceed",
+    ));
+    let big_config = config_for(&vec![layer_id.clone(); 150_000]);
+    assert!(big_config.len() > 8 << 20);
+    cases.push((
+        "an oversized config",
+        "docker-archive",
+        RawTar::new()
+            .file(b"manifest.json", listing.to_string().as_bytes())
+            .file(b"config.json", &big_config)
+            .finish(),
+        "config.json in the archive is",
+    ));
 
     for (what, format, bytes, needle) in cases {
         let file = dir.path().join("hostile.tar");
