@@ -1,6 +1,7 @@
 //! The library behind the img tools. Each module is one concept; the tools' `main.rs` files
 //! parse flags, call into here and print records.
 
+pub mod archive;
 pub mod bundle;
 pub mod digest;
 pub mod document;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
+use img::archive::{self, ArchiveRef, ImportOptions};
 use img::layout::Layout;
 use img::platform::Platform;
 use img::record::{self, ImageRecord};
@@ -34,7 +35,11 @@ struct Args {
     /// Copy the image's referrers too (signatures, SBOMs, attestations: OCI 1.1)
     #[arg(long)]
     referrers: bool,
-    /// References: `alpine:3.20`, `localhost:5000/app@sha256:…`, `name:tag@sha256:…`
+    /// The largest archive read from a pipe or decompressed first (docker-archive:-), in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = archive::DEFAULT_MAX_SPOOL)]
+    max_size: u64,
+    /// References: `alpine:3.20`, `localhost:5000/app@sha256:…`, `name:tag@sha256:…`, or
+    /// archives: `docker-archive:PATH[:REF]`, `oci-archive:PATH[:REF]` (PATH `-`: stdin)
     images: Vec<String>,
 }
 
@@ -53,11 +58,19 @@ fn main() -> ExitCode {
         };
         let progress = Bars::new(args.registry.verbose);
         let mut ok = true;
+        let import = ImportOptions { max_spool: args.max_size };
         for input in inputs {
-            let pulled =
-                pull_one(&input.name, &layout, &mut connections, &options, args.referrers, &progress);
+            let (pulled, archive) = match Transport::parse(&input.name) {
+                Transport::Registry => {
+                    let pulled =
+                        pull_one(&input.name, &layout, &mut connections, &options, args.referrers, &progress);
+                    (pulled, false)
+                }
+                Transport::Archive(a) => (a.and_then(|a| import_archive(&a, &layout, &import)), true),
+            };
             if let Err(e) = pulled {
-                let shown = input.name.parse::<Reference>().map_or(input.name.clone(), |r| r.to_string());
+                let parsed = input.name.parse::<Reference>().ok().filter(|_| !archive);
+                let shown = parsed.map_or(input.name.clone(), |r| r.to_string());
                 eprintln!("img-pull: {shown}: {}", img_cli::one_line(&e));
                 ok = false;
             }
@@ -95,4 +108,27 @@ fn pull_one(
         extra,
         ..ImageRecord::new(&pulled.descriptor, Some(pulled.name), layout.root())
     })
+}
+
+/// Where an image comes from: a registry, or an archive file (`docker-archive:`, `oci-archive:`).
+enum Transport {
+    Registry,
+    Archive(Result<ArchiveRef>),
+}
+
+impl Transport {
+    fn parse(name: &str) -> Transport {
+        ArchiveRef::parse(name).map_or(Transport::Registry, Transport::Archive)
+    }
+}
+
+/// Imports every image of an archive (or the one its reference names): a record per name.
+fn import_archive(archive: &ArchiveRef, layout: &Layout, options: &ImportOptions) -> Result<()> {
+    for image in archive::import(layout, archive, options)? {
+        record::print(&ImageRecord {
+            platform: image.platform.map(|p| p.to_string()),
+            ..ImageRecord::new(&image.descriptor, image.name, layout.root())
+        })?;
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
 use clap::Parser;
+use img::archive::{self, ArchiveRef, Format};
 use img::layout::Layout;
 use img::layout::ref_names;
 use img::record::{self, ImageRecord, Input};
@@ -25,7 +26,8 @@ struct Args {
     layout: LayoutArg,
     #[command(flatten)]
     registry: RegistryArgs,
-    /// Push to this reference instead (one image only)
+    /// Push to this reference instead (one image only), or write an archive:
+    /// `docker-archive:PATH[:REF]`, `oci-archive:PATH[:REF]` (PATH `-`: stdout, and no records)
     #[arg(long, value_name = "REF")]
     to: Option<String>,
     /// Push the image's referrers too (signatures, SBOMs, attestations that img-pull
@@ -45,7 +47,7 @@ fn main() -> ExitCode {
         img_cli::require_images::<Args>(&args.images, "name images as arguments or JSON Lines on stdin");
         // An empty pipeline (nothing selected upstream) has nothing to do.
         let inputs = record::inputs(&args.images)?;
-        let to = args.to.as_deref().map(str::parse::<Reference>).transpose()?;
+        let to = args.to.as_deref().map(Destination::parse).transpose()?;
         if to.is_some() && inputs.len() > 1 {
             bail!("--to takes one image, but {} were given", inputs.len());
         }
@@ -54,7 +56,14 @@ fn main() -> ExitCode {
         let progress = Bars::new(args.registry.verbose);
         let mut ok = true;
         for input in &inputs {
-            if let Err(e) = push_one(input, &args, to.as_ref(), &mut connections, &options, &progress) {
+            let pushed = match &to {
+                Some(Destination::Archive(a)) => export_one(input, &args, a),
+                Some(Destination::Registry(r)) => {
+                    push_one(input, &args, Some(r), &mut connections, &options, &progress)
+                }
+                None => push_one(input, &args, None, &mut connections, &options, &progress),
+            };
+            if let Err(e) = pushed {
                 eprintln!("img-push: {}: {}", input.name, img_cli::one_line(&e));
                 ok = false;
             }
@@ -115,4 +124,59 @@ fn push_one(
         None => dest.with_digest(root.digest.clone()).to_string(),
     };
     record::print(&ImageRecord { extra, ..ImageRecord::new(&root, Some(reference), layout.root()) })
+}
+
+/// Where `--to` sends an image: a registry, or an archive file (`docker-archive:`, `oci-archive:`).
+enum Destination {
+    Registry(Reference),
+    Archive(ArchiveRef),
+}
+
+impl Destination {
+    fn parse(text: &str) -> Result<Destination> {
+        match ArchiveRef::parse(text) {
+            Some(archive) => Ok(Destination::Archive(archive?)),
+            None => Ok(Destination::Registry(text.parse()?)),
+        }
+    }
+}
+
+/// Writes one image of the layout into an archive. With `-` the archive is stdout, so no
+/// record is printed; a docker archive cannot keep the image's digest, and a warning says so.
+fn export_one(input: &Input, args: &Args, to: &ArchiveRef) -> Result<()> {
+    let layout = Layout::open(store::choose_layout(args.layout.layout.as_deref(), input.layout.as_deref())?)?;
+    let index = layout.read_index()?;
+    let found = index.find(&input.name);
+    let Some(&first) = found.first() else {
+        bail!("no such image in {}", layout.root().display());
+    };
+    let root = index.entries()[first].clone();
+    if found.iter().any(|&i| index.entries()[i].digest != root.digest) {
+        bail!("names several images in {}: use a full reference or a digest", layout.root().display());
+    }
+    if to.format == Format::Docker
+        && let Some(r) = &to.reference
+        && r.parse::<Reference>().ok().and_then(|r| r.tag().map(str::to_string)).is_none()
+    {
+        bail!("{to}: a docker archive names images NAME:TAG");
+    }
+    let stored = root.ref_name().filter(|n| !ref_names::is_bare_tag(n) || to.format == Format::Oci);
+    let name = to.reference.as_deref().or(stored);
+    let exported = archive::export(&layout, &root, name, to)?;
+    if let Some(config) = exported.config.as_ref().filter(|_| !exported.digest_kept) {
+        eprintln!(
+            "img-push: warning: {to} holds the config {config} (docker's image ID) and uncompressed layers but no manifest: the image's digest {} is not kept",
+            root.digest
+        );
+    }
+    if to.path.is_none() {
+        return Ok(()); // stdout carries the archive
+    }
+    let mut extra = BTreeMap::new();
+    extra.insert("archive".to_string(), Value::from(to.to_string()));
+    if let Some(config) = &exported.config {
+        extra.insert("config".to_string(), Value::from(config.to_string()));
+    }
+    let reference = root.ref_name().map(str::to_string);
+    record::print(&ImageRecord { extra, ..ImageRecord::new(&root, reference, layout.root()) })
 }

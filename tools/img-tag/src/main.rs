@@ -1,0 +1,107 @@
+//! img-tag: new names for an image of an OCI image layout, as `docker tag`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::{CommandFactory, Parser};
+use img::document::Descriptor;
+use img::layout::Layout;
+use img::record::{self, ImageRecord, Input};
+use img::reference::Reference;
+use img::store;
+use img_cli::LayoutArg;
+
+/// Give an image of an OCI image layout new names (same digest, same descriptor), as
+/// `docker tag`: `img-tag SRC DST...`. With a single argument and stdin not a terminal (or
+/// `-` as SRC), the image comes from stdin: one record or reference line, tagged DST...
+/// Prints one JSON record per new name.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    #[command(flatten)]
+    layout: LayoutArg,
+    /// SRC (a reference or digest in the layout, or `-` for stdin) then DST names
+    names: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    img_cli::run("img-tag", || {
+        let args = Args::parse();
+        let from_stdin = match args.names.as_slice() {
+            [] => usage("no image given: img-tag SRC DST... (or records on stdin and DST...)"),
+            [first, ..] if first == "-" => true,
+            [_] if std::io::stdin().is_terminal() => usage("no new name given: img-tag SRC DST..."),
+            [_] => true,
+            _ => false,
+        };
+        let targets = if from_stdin && args.names[0] != "-" { &args.names[..] } else { &args.names[1..] };
+        if targets.is_empty() {
+            usage("no new name given: img-tag SRC DST...");
+        }
+        let mut names = Vec::new();
+        for t in targets {
+            match t.parse::<Reference>() {
+                Ok(r) if r.digest().is_none() => names.push(r.to_string()),
+                Ok(_) => usage(&format!("{t}: a new name is NAME[:TAG], without a digest")),
+                Err(e) => usage(&format!("{t}: {e:#}")),
+            }
+        }
+        let sources = if from_stdin {
+            let inputs = record::inputs(&[])?;
+            if inputs.len() > 1 {
+                bail!("stdin names {} images, but a name holds one image", inputs.len());
+            }
+            inputs
+        } else {
+            vec![Input { name: args.names[0].clone(), layout: None }]
+        };
+        for source in sources {
+            let layout =
+                Layout::open(store::choose_layout(args.layout.layout.as_deref(), source.layout.as_deref())?)?;
+            let entry = find(&layout, &source.name)?;
+            layout.update_index(|index| {
+                for name in &names {
+                    index.set_ref(name, &entry);
+                }
+                Ok(())
+            })?;
+            for name in &names {
+                let platform =
+                    entry.platform.as_ref().map(ToString::to_string).or_else(|| platform_of(&layout, name));
+                record::print(&ImageRecord {
+                    platform,
+                    ..ImageRecord::new(&entry, Some(name.clone()), layout.root())
+                })?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The `index.json` entry `name` denotes; an error if none, or several different images.
+fn find(layout: &Layout, name: &str) -> Result<Descriptor> {
+    let index = layout.read_index()?;
+    let found = index.find(name);
+    let Some(&first) = found.first() else {
+        bail!("{name}: no such image in {}", layout.root().display());
+    };
+    let entry = index.entries()[first].clone();
+    if found.iter().any(|&i| index.entries()[i].digest != entry.digest) {
+        bail!(
+            "{name}: names several images in {}: use a full reference or a digest",
+            layout.root().display()
+        );
+    }
+    Ok(entry)
+}
+
+/// The platform the image's config declares (for a single-platform image).
+fn platform_of(layout: &Layout, name: &str) -> Option<String> {
+    let image = img::layout::resolve::image(layout, name, None).ok()?;
+    (image.entry.digest == image.manifest_descriptor.digest).then(|| image.platform.to_string())
+}
+
+fn usage(message: &str) -> ! {
+    Args::command().error(clap::error::ErrorKind::MissingRequiredArgument, message).exit()
+}
