@@ -153,6 +153,31 @@ fn signatures_survive_pull_referrers_into_push_referrers() {
     let in_layout = referrers::in_layout(&stored, &subject).unwrap();
     assert_eq!(in_layout.len(), 2);
     assert!(in_layout.iter().any(|d| d.artifact_type.as_deref() == Some(SBOM)));
+    // img-inspect lists them, for the local copy and in the registry.
+    let referred = |rec: &serde_json::Value| {
+        let mut d: Vec<String> = rec["referrers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no referrers in {rec}"))
+            .iter()
+            .map(|r| {
+                assert_eq!(r["subject"], subject.to_string(), "{r}");
+                r["digest"].as_str().unwrap().to_string()
+            })
+            .collect();
+        d.sort();
+        d
+    };
+    let mut expected = vec![sig.digest.to_string(), sbom.digest.to_string()];
+    expected.sort();
+    let local = store.records("img-inspect", &["--referrers", &src], "");
+    assert_eq!(referred(&local[0]), expected);
+    let remote = store.records("img-inspect", &["--remote", "--referrers", &src], "");
+    let mut with_stranger = expected.clone();
+    with_stranger.push(stranger.digest.to_string());
+    with_stranger.sort();
+    // The registry's fallback index lists what was attached to it, the stranger too (as the
+    // referrers API of a registry would not, the fallback tag is whatever a client wrote).
+    assert_eq!(referred(&remote[0]), with_stranger);
     // img-ls lists images, not their signatures.
     let listed = store.records("img-ls", &["--json"], "");
     assert_eq!(listed.len(), 1, "{listed:?}");

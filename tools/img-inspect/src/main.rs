@@ -10,7 +10,7 @@ use img::layout::Layout;
 use img::platform::Platform;
 use img::record::{self, Input};
 use img::reference::Reference;
-use img::registry::{Connections, Repository, tags};
+use img::registry::{Connections, Repository, referrers, tags};
 use img::store;
 use img_cli::{LayoutArg, RegistryArgs};
 use serde_json::json;
@@ -42,6 +42,11 @@ struct Args {
     /// With --remote --wasted: refuse images whose layers add up to more than this many bytes
     #[arg(long, value_name = "BYTES", default_value_t = 2 << 30)]
     max_layer_bytes: u64,
+    /// Add `referrers`: the signatures, SBOMs and attestations attached to the image (OCI 1.1
+    /// referrers of what the name points at and of the manifest shown; in a registry through
+    /// its referrers API or the `sha256-<hex>` tag)
+    #[arg(long, conflicts_with = "tags")]
+    referrers: bool,
     /// List the tags of a repository in its registry, one record per tag
     #[arg(long, value_name = "REPOSITORY", conflicts_with = "images")]
     tags: Option<String>,
@@ -88,6 +93,14 @@ fn inspect_one(args: &Args, input: &Input, connections: &mut Connections) -> Res
         };
         return print_bytes(&bytes);
     }
+    let subjects = |image: &inspect::Image| {
+        let mut s = vec![image.root.digest.clone()];
+        if image.manifest.digest != image.root.digest {
+            s.push(image.manifest.digest.clone());
+        }
+        s
+    };
+    let mut referrers = Vec::new();
     let (image, wasted) = if args.remote {
         let reference: Reference = input.name.parse()?;
         let registry = connections.get(reference.registry())?;
@@ -97,11 +110,26 @@ fn inspect_one(args: &Args, input: &Input, connections: &mut Connections) -> Res
         } else {
             None
         };
+        if args.referrers {
+            let repo = Repository::new(&registry, reference.repository(), false);
+            for subject in subjects(&image) {
+                referrers.extend(
+                    referrers::list(&repo, &subject, None)?.into_iter().map(|d| (subject.clone(), d)),
+                );
+            }
+        }
         (image, wasted)
     } else {
         let layout = open_layout(args, input)?;
         let image = inspect::local::read(&layout, &input.name, platform)?;
         let wasted = if args.wasted { Some(inspect::local::wasted(&layout, &image)?) } else { None };
+        if args.referrers {
+            for subject in subjects(&image) {
+                referrers.extend(
+                    referrers::in_layout(&layout, &subject)?.into_iter().map(|d| (subject.clone(), d)),
+                );
+            }
+        }
         (image, wasted)
     };
     if args.config {
@@ -110,6 +138,18 @@ fn inspect_one(args: &Args, input: &Input, connections: &mut Connections) -> Res
     let mut out = image.record()?;
     if let Some(w) = wasted {
         out.fields.insert("wasted".into(), json!(w));
+    }
+    if args.referrers {
+        // Each referrer's descriptor (artifactType, annotations) and the digest it refers to.
+        let listed: Vec<_> = referrers
+            .into_iter()
+            .map(|(subject, d)| {
+                let mut v = json!(d);
+                v["subject"] = json!(subject.to_string());
+                v
+            })
+            .collect();
+        out.fields.insert("referrers".into(), json!(listed));
     }
     record::print(&out)
 }
