@@ -480,3 +480,45 @@ fn cgroups_path_places_the_container() {
         let _ = std::fs::remove_dir(dir);
     }
 }
+
+/// A `cgroup` mount: without a cgroup namespace of the container's own, the host's v2 tree
+/// bound read-only (a new cgroup2 mount in the host's namespace would re-apply its options to
+/// the host's whole hierarchy); with one, a cgroup2 mount rooted at the container's cgroup.
+#[test]
+fn the_cgroup_mount_shows_the_host_tree_or_the_containers_own() {
+    let env = Env::new();
+    let script = "grep ' /sys/fs/cgroup ' /proc/self/mountinfo; grep '^0::' /proc/self/cgroup; \
+        test -d /sys/fs/cgroup/img-run && echo host-tree; (echo x > /sys/fs/cgroup/probe) 2>&1 || true";
+    let with_mount = |c: &mut serde_json::Value| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["destination"] != "/sys/fs/cgroup");
+        mounts.push(json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}));
+        // A device rule, so that the container has a v2 cgroup of its own.
+        c["linux"]["resources"]["devices"] = json!([{"allow": false, "access": "rwm"}]);
+    };
+    let bundle = env.umoci_bundle(&["sh", "-c", script]);
+    edit_config(&bundle, |c| {
+        with_mount(c);
+        c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "cgroup");
+    });
+    let out = img_run_bundle(&bundle, &[]);
+    img_e2e::assert_success(&out, "img-run without a cgroup namespace");
+    let text = stdout(&out);
+    let line = text.lines().next().unwrap_or_default();
+    // The host tree from its root, read-only, as cgroup2.
+    assert!(line.contains(" / /sys/fs/cgroup ro,") && line.contains(" - cgroup2 "), "{text}");
+    assert!(text.contains("0::/img-run/") && text.contains("host-tree"), "{text}");
+    assert!(text.contains("Read-only file system"), "{text}");
+
+    let bundle = env.umoci_bundle(&["sh", "-c", script]);
+    edit_config(&bundle, |c| {
+        with_mount(c);
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "cgroup"}));
+    });
+    let out = img_run_bundle(&bundle, &[]);
+    img_e2e::assert_success(&out, "img-run with a cgroup namespace");
+    let text = stdout(&out);
+    assert!(text.contains(" - cgroup2 ") && text.contains("\n0::/\n"), "{text}");
+    assert!(!text.contains("host-tree"), "{text}");
+}

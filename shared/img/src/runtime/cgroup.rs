@@ -110,6 +110,11 @@ fn hierarchies() -> Result<Vec<Hierarchy>> {
     Ok(out)
 }
 
+/// Where the host's cgroup v2 tree is mounted, if it is.
+pub fn v2_mount() -> Option<PathBuf> {
+    hierarchies().ok()?.into_iter().find(|h| h.v2).map(|h| h.mount)
+}
+
 fn unescape(s: &str) -> String {
     s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }

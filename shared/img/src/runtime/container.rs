@@ -487,7 +487,11 @@ fn prepare(c: &Container, s: &ChildSetup) -> Result<super::spec::Process> {
         hooks::run("createContainer", &hooks.create_container, &creating)?;
         state = hooks::state(&c.spec, &c.id, "created", Some(pid), &c.bundle);
     }
-    let cx = mounts::Isolation { userns: s.userns, netns: c.spec.has_namespace("network") };
+    let cx = mounts::Isolation {
+        userns: s.userns,
+        netns: c.spec.has_namespace("network"),
+        cgroupns: c.spec.has_namespace("cgroup"),
+    };
     mounts::setup(&c.spec, &c.rootfs, &c.bundle, cx)?;
     if let Some(h) = &c.spec.hostname {
         nix::unistd::sethostname(h).context("setting the hostname")?;

@@ -310,6 +310,8 @@ pub struct Isolation {
     pub userns: bool,
     /// In a new network namespace: sysfs can be mounted (else it is the host's, bound).
     pub netns: bool,
+    /// In a new cgroup namespace: cgroup2 is mounted (else the host's tree is bound).
+    pub cgroupns: bool,
 }
 
 /// A host file or tree cloned before pivot_root, to be attached inside.
@@ -389,6 +391,15 @@ pub fn setup(spec: &Spec, rootfs: &Rootfs, bundle: &Path, cx: Isolation) -> Resu
             // Without a network namespace of its own, a user namespace may not mount sysfs:
             // the host's, read-only.
             Some(Prepared { fd: open_path(Path::new("/sys"))?, is_dir: true })
+        } else if (m.kind == "cgroup" || m.kind == "cgroup2") && !cx.cgroupns {
+            // Without a cgroup namespace of its own, a new cgroup2 mount would be made in the
+            // host's: the kernel then re-applies the mount's options to the host's whole v2
+            // hierarchy (clearing nsdelegate, memory_recursiveprot, … where the host set them)
+            // and waits for an RCU grace period doing so (10-20 ms). The host's own tree,
+            // bound read-only, shows the same without touching it.
+            super::cgroup::v2_mount()
+                .map(|dir| open_path(&dir).map(|fd| Prepared { fd, is_dir: true }))
+                .transpose()?
         } else {
             None
         });
@@ -419,6 +430,12 @@ pub fn setup(spec: &Spec, rootfs: &Rootfs, bundle: &Path, cx: Isolation) -> Resu
             if m.is_bind() {
                 let fd = clone_at(&p.fd, &dest, opts.recursive)?;
                 set_clear_attrs(Some(&fd), &dest, opts.attrs, opts.clear, opts.recursive)?;
+                move_mount(&fd, &dest).with_context(fail)?;
+            } else if m.kind == "cgroup" || m.kind == "cgroup2" {
+                let fd = clone_at(&p.fd, Path::new("/sys/fs/cgroup"), false)?;
+                // As the fresh mount would be: read-only when the spec says `ro`.
+                let always = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+                set_attrs(Some(&fd), &dest, always | opts.attrs, false)?;
                 move_mount(&fd, &dest).with_context(fail)?;
             } else {
                 let fd = clone_at(&p.fd, Path::new("/sys"), true)?;
