@@ -163,7 +163,7 @@ pub(super) fn json_args_recommended(input: &Input, out: &mut Vec<Warning>) {
                 i.line(),
                 format!(
                     "JSON arguments recommended for {keyword} to prevent unintended behavior related to OS \
-                     signals (the shell form runs under /bin/sh -c, which does not pass on SIGTERM)"
+                     signals (the shell form runs it under /bin/sh -c, which may not pass on SIGTERM)"
                 ),
                 fix,
             ));
@@ -275,9 +275,16 @@ pub(super) fn undefined_var(input: &Input, out: &mut Vec<Warning>) {
     // would tell; there only the mistake that needs no base image is reported: a global ARG
     // used in a stage that did not declare it again.
     let mut env_at_end: Vec<(HashSet<String>, bool)> = Vec::new();
+    // Each stage starts from a copy of its parent's ENV names: a long chain of stages each
+    // adding some would copy quadratically many, so past this many the rule stops.
+    let mut copies_left: usize = 1 << 20;
     for stage in &input.stages {
         let (mut defined, known) = match stage.parent {
-            Some(p) => env_at_end[p].clone(),
+            Some(p) => {
+                let Some(left) = copies_left.checked_sub(env_at_end[p].0.len()) else { return };
+                copies_left = left;
+                env_at_end[p].clone()
+            }
             None => (HashSet::new(), stage.image() == "scratch"),
         };
         let mut stage_env = defined.clone();

@@ -12,6 +12,7 @@ mod buildkit;
 mod practices;
 mod words;
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde_json::{Value, json};
@@ -135,10 +136,14 @@ impl<'a> Input<'a> {
         let all: Vec<Instr> = nodes.iter().zip(steps).map(|(node, step)| Instr { node, step }).collect();
         let mut globals = Vec::new();
         let mut stages: Vec<CheckStage> = Vec::new();
+        // The first stage of each name (a map: thirty thousand stages are a hostile file's).
+        let mut names: HashMap<String, usize> = HashMap::new();
         for &i in &all {
             if let Instruction::From { image, alias, .. } = &i.step.instruction {
-                let image = image.to_lowercase();
-                let parent = stages.iter().position(|s| s.name.as_deref() == Some(image.as_str()));
+                let parent = names.get(&image.to_lowercase()).copied();
+                if let Some(name) = alias {
+                    names.entry(name.clone()).or_insert(stages.len());
+                }
                 stages.push(CheckStage { name: alias.clone(), from: i, body: Vec::new(), parent });
             } else if let Some(stage) = stages.last_mut() {
                 stage.body.push(i);
@@ -150,7 +155,7 @@ impl<'a> Input<'a> {
     }
 
     /// The names global ARGs declare.
-    fn global_arg_names(&self) -> Vec<&str> {
+    fn global_arg_names(&self) -> HashSet<&str> {
         self.globals
             .iter()
             .filter_map(|i| match &i.step.instruction {
@@ -264,6 +269,28 @@ mod tests {
         assert_eq!(kebab("FromPlatformFlagConstDisallowed"), "from-platform-flag-const-disallowed");
         assert_eq!(kebab("SecretsUsedInArgOrEnv"), "secrets-used-in-arg-or-env");
         assert_eq!(kebab("JSONArgsRecommended"), "json-args-recommended");
+    }
+
+    #[test]
+    fn hostile_sizes_take_linear_time() {
+        // Thirty thousand stages, each built on the one before and adding an ENV: looking
+        // stages up in a list, or copying every ENV name into every stage, is quadratic.
+        let n = 30_000;
+        let text: String = std::iter::once("FROM scratch AS s0\n".to_string())
+            .chain((1..n).map(|i| format!("FROM s{} AS s{i}\nENV V{i}=$V{}\n", i - 1, i - 1)))
+            .collect();
+        let start = std::time::Instant::now();
+        let warnings = check(&text).unwrap();
+        assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
+        // V1 is the only undefined one (line 3): the rest come from the stage before.
+        let undefined: Vec<usize> =
+            warnings.iter().filter(|w| w.rule == "UndefinedVar").map(|w| w.line).collect();
+        assert_eq!(undefined.first(), Some(&3));
+        let runs = format!("FROM a:1\n{}", "RUN apt-get install -y gcc\n".repeat(100_000));
+        assert_eq!(
+            check(&runs).unwrap().iter().filter(|w| w.rule == "ConsecutiveRunInstructions").count(),
+            1
+        );
     }
 
     #[test]

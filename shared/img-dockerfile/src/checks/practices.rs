@@ -230,12 +230,10 @@ pub(super) fn copy_recommended_over_add(input: &Input, out: &mut Vec<Warning>) {
 }
 
 pub(super) fn base_image_not_pinned(input: &Input, out: &mut Vec<Warning>) {
-    for (index, stage) in input.stages.iter().enumerate() {
+    for stage in &input.stages {
         let image = stage.image();
         // A stage, scratch, or a variable (its value is the build's) say nothing of tags.
-        let names_stage =
-            input.stages[..index].iter().any(|s| s.name.as_deref() == Some(&image.to_lowercase()));
-        if names_stage || image == "scratch" || image.contains('$') || image.contains('@') {
+        if stage.parent.is_some() || image == "scratch" || image.contains('$') || image.contains('@') {
             continue;
         }
         let last = image.rsplit('/').next().unwrap_or(image);
