@@ -261,4 +261,26 @@ fn a_build_shows_the_warnings_and_still_builds() {
     let records = json_lines(&out.stdout);
     assert_eq!(records.len(), 1, "stdout has the image's record only: {records:?}");
     assert_eq!(records[0]["ref"], "localhost/warned:1");
+
+    // `# check=skip=` silences rules; `# check=error=true` makes warnings fail the build
+    // before any step, as BuildKit does.
+    let skipped =
+        "# check=skip=JSONArgsRecommended,MaintainerDeprecated\nFROM localhost/busybox:1\nCMD echo hi\n";
+    fs::write(ctx.path().join("Dockerfile"), skipped).unwrap();
+    let out = store.run("img-build", &[ctx.path().to_str().unwrap()], "");
+    assert_success(&out, "img-build");
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    let strict = "# check=error=true\nFROM localhost/busybox:1\nCMD echo hi\n";
+    fs::write(ctx.path().join("Dockerfile"), strict).unwrap();
+    let out = store.run("img-build", &["-t", "localhost/strict:1", ctx.path().to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("Dockerfile:3: warning: JSONArgsRecommended: "), "{err}");
+    assert!(
+        err.ends_with(
+            "img-build: Dockerfile: 1 build check warning, and `# check=error=true` makes warnings errors\n"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("#1 "), "no step ran: {err}");
 }

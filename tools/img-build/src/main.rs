@@ -151,7 +151,7 @@ fn main() -> ExitCode {
         if let Some(output) = &output {
             output.check()?;
         }
-        warn(&options.dockerfile_name, &options.dockerfile);
+        warn(&options.dockerfile_name, &options.dockerfile)?;
         let built = Builder::new(&layout, &root, context, options, connections)?.build()?;
         if let Some(output) = &output {
             img_build::output::export(&layout, &built.manifest.digest, output)?;
@@ -187,10 +187,12 @@ fn redirect_stdout_to_stderr() -> Result<File> {
 /// How many of the build checks' warnings a build shows before its log.
 const WARNINGS_SHOWN: usize = 20;
 
-/// The build checks' warnings, one line each, before the build's log. A Dockerfile that does
-/// not parse shows none: the build says what is wrong with it.
-fn warn(name: &str, text: &str) {
-    let warnings = img_dockerfile::checks::check(text).unwrap_or_default();
+/// The build checks' warnings, one line each, before the build's log; with `# check=error=true`
+/// they fail the build, as in BuildKit. A Dockerfile that does not parse shows none: the build
+/// says what is wrong with it.
+fn warn(name: &str, text: &str) -> Result<()> {
+    let report = img_dockerfile::checks::check(text).unwrap_or_default();
+    let warnings = &report.warnings;
     for warning in warnings.iter().take(WARNINGS_SHOWN) {
         eprintln!("{name}:{}: warning: {warning}", warning.line);
     }
@@ -200,15 +202,23 @@ fn warn(name: &str, text: &str) {
             warnings.len() - WARNINGS_SHOWN
         );
     }
+    if report.error && !warnings.is_empty() {
+        let n = warnings.len();
+        let plural = if n == 1 { "" } else { "s" };
+        bail!("{name}: {n} build check warning{plural}, and `# check=error=true` makes warnings errors");
+    }
+    Ok(())
 }
 
 /// `--check`: each warning on stderr for people (`Dockerfile:12: Rule: message (fix: …)`)
 /// and as a record on stdout; exit status 1 when there are warnings, as BuildKit's.
 fn check(name: &str, text: &str, records: &mut File) -> Result<ExitCode> {
-    let warnings = img_dockerfile::checks::check(text).map_err(|e| match e.line {
-        Some(line) => anyhow::anyhow!("{name}:{line}: {}", e.message),
-        None => anyhow::anyhow!("{name}: {}", e.message),
-    })?;
+    let warnings = img_dockerfile::checks::check(text)
+        .map_err(|e| match e.line {
+            Some(line) => anyhow::anyhow!("{name}:{line}: {}", e.message),
+            None => anyhow::anyhow!("{name}: {}", e.message),
+        })?
+        .warnings;
     for warning in &warnings {
         eprintln!("{name}:{}: {warning}", warning.line);
         writeln!(records, "{}", warning.record()).context("writing a record")?;

@@ -458,7 +458,7 @@ mod tests {
         let text = "FROM a:1\nCMD run me\nENTRYPOINT [\"x\"]\nFROM a:1\nENTRYPOINT x y\n\
                     FROM a:1\nSHELL [\"/bin/bash\", \"-c\"]\nCMD echo hi\n";
         assert_eq!(lines_of("JSONArgsRecommended", text), [2, 5]);
-        let fix = |t: &str| super::super::check(t).unwrap()[0].fix.clone();
+        let fix = |t: &str| super::super::check(t).unwrap().warnings[0].fix.clone();
         assert_eq!(fix("FROM a:1\nCMD run me\n"), "use the exec form: CMD [\"run\", \"me\"]");
         assert!(fix("FROM a:1\nCMD a && b\n").contains("script that ends in `exec program`"));
     }

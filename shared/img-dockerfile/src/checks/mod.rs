@@ -200,18 +200,56 @@ const RULES: &[Rule] = &[
     practices::base_image_not_pinned,
 ];
 
-/// Checks a Dockerfile's text: its warnings, by line. A Dockerfile that does not parse is the
-/// parser's error, as a build would give it.
-pub fn check(text: &str) -> Result<Vec<Warning>, ParseError> {
+/// What the checks found.
+#[derive(Debug, Default, PartialEq)]
+pub struct Report {
+    /// By line.
+    pub warnings: Vec<Warning>,
+    /// `# check=error=true`: the Dockerfile asks for warnings to fail the build.
+    pub error: bool,
+}
+
+/// The `# check=` directive, as BuildKit reads it: `skip=Rule,Rule` (or `skip=all`) and
+/// `error=true`, separated by `;`.
+struct Directive {
+    skip: Vec<String>,
+    error: bool,
+}
+
+impl Directive {
+    fn parse(text: Option<&str>) -> Directive {
+        let mut directive = Directive { skip: Vec::new(), error: false };
+        for option in text.unwrap_or_default().split(';') {
+            match option.trim().split_once('=') {
+                Some(("skip", rules)) => {
+                    directive.skip.extend(rules.split(',').map(|r| r.trim().to_ascii_lowercase()));
+                }
+                Some(("error", value)) => directive.error = value.trim().eq_ignore_ascii_case("true"),
+                _ => {}
+            }
+        }
+        directive
+    }
+
+    fn skips(&self, rule: &str) -> bool {
+        self.skip.iter().any(|s| s == "all" || s.eq_ignore_ascii_case(rule))
+    }
+}
+
+/// Checks a Dockerfile's text. A Dockerfile that does not parse is the parser's error, as a
+/// build would give it.
+pub fn check(text: &str) -> Result<Report, ParseError> {
     let dockerfile = parse(text)?;
     let steps = from_nodes(&dockerfile.nodes)?;
     let input = Input::new(&dockerfile.nodes, &steps, dockerfile.escape);
+    let directive = Directive::parse(dockerfile.check.as_deref());
     let mut warnings = Vec::new();
     for rule in RULES {
         rule(&input, &mut warnings);
     }
+    warnings.retain(|w| !directive.skips(w.rule));
     warnings.sort_by_key(|w| w.line);
-    Ok(warnings)
+    Ok(Report { warnings, error: directive.error })
 }
 
 #[cfg(test)]
@@ -220,12 +258,12 @@ mod tests {
 
     /// The rules that fire, with their lines.
     pub(super) fn found(text: &str) -> Vec<(&'static str, usize)> {
-        check(text).unwrap().into_iter().map(|w| (w.rule, w.line)).collect()
+        check(text).unwrap().warnings.into_iter().map(|w| (w.rule, w.line)).collect()
     }
 
     /// The lines one rule fires on.
     pub(super) fn lines_of(rule: &str, text: &str) -> Vec<usize> {
-        check(text).unwrap().into_iter().filter(|w| w.rule == rule).map(|w| w.line).collect()
+        check(text).unwrap().warnings.into_iter().filter(|w| w.rule == rule).map(|w| w.line).collect()
     }
 
     #[test]
@@ -253,7 +291,7 @@ mod tests {
 
     #[test]
     fn warnings_render_for_people_and_as_records() {
-        let w = &check("FROM alpine:3\nCMD echo hi\n").unwrap()[0];
+        let w = &check("FROM alpine:3\nCMD echo hi\n").unwrap().warnings[0];
         assert_eq!((w.rule, w.line), ("JSONArgsRecommended", 2));
         assert!(w.to_string().starts_with("JSONArgsRecommended: JSON arguments recommended for CMD"), "{w}");
         assert!(w.to_string().contains("(fix: "), "{w}");
@@ -280,7 +318,7 @@ mod tests {
             .chain((1..n).map(|i| format!("FROM s{} AS s{i}\nENV V{i}=$V{}\n", i - 1, i - 1)))
             .collect();
         let start = std::time::Instant::now();
-        let warnings = check(&text).unwrap();
+        let warnings = check(&text).unwrap().warnings;
         assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
         // V1 is the only undefined one (line 3): the rest come from the stage before.
         let undefined: Vec<usize> =
@@ -288,9 +326,21 @@ mod tests {
         assert_eq!(undefined.first(), Some(&3));
         let runs = format!("FROM a:1\n{}", "RUN apt-get install -y gcc\n".repeat(100_000));
         assert_eq!(
-            check(&runs).unwrap().iter().filter(|w| w.rule == "ConsecutiveRunInstructions").count(),
+            check(&runs).unwrap().warnings.iter().filter(|w| w.rule == "ConsecutiveRunInstructions").count(),
             1
         );
+    }
+
+    #[test]
+    fn the_check_directive_skips_rules_and_makes_warnings_errors() {
+        let text = "FROM ubuntu\nMAINTAINER me\nCMD run\n";
+        assert_eq!(found(text).len(), 3);
+        let skip = format!("# check=skip=JSONArgsRecommended,basEImagenotpinned\n{text}");
+        assert_eq!(found(&skip), [("MaintainerDeprecated", 3)]);
+        assert!(!check(&skip).unwrap().error);
+        let all = format!("# check=skip=all;error=true\n{text}");
+        assert_eq!(check(&all).unwrap(), Report { warnings: vec![], error: true });
+        assert!(check(&format!("# check=error=true\n{text}")).unwrap().error);
     }
 
     #[test]
