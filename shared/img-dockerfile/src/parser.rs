@@ -14,6 +14,8 @@ pub struct Dockerfile {
     pub nodes: Vec<Node>,
     pub escape: char,
     pub syntax: Option<String>,
+    /// The `# check=` directive as written (which build checks to skip, whether they are errors).
+    pub check: Option<String>,
     /// The span of the instruction list, first to last line (1-based).
     pub start_line: usize,
     pub end_line: usize,
@@ -23,6 +25,7 @@ pub struct Dockerfile {
 struct Directives {
     escape: char,
     syntax: Option<String>,
+    check: Option<String>,
     seen: Vec<String>,
     done: bool,
 }
@@ -64,6 +67,7 @@ impl Directives {
                 }
             }
             "syntax" => self.syntax = Some(value),
+            "check" => self.check = Some(value),
             _ => {}
         }
         Ok(())
@@ -106,7 +110,8 @@ pub fn parse(text: &str) -> Result<Dockerfile> {
     let lines: Vec<&str> = text.split('\n').collect();
     // A final newline does not make one more (empty) line.
     let count = if text.ends_with('\n') { lines.len() - 1 } else { lines.len() };
-    let mut directives = Directives { escape: '\\', syntax: None, seen: Vec::new(), done: false };
+    let mut directives =
+        Directives { escape: '\\', syntax: None, check: None, seen: Vec::new(), done: false };
     let mut nodes = Vec::new();
     let mut i = 0;
     while i < count {
@@ -167,7 +172,8 @@ pub fn parse(text: &str) -> Result<Dockerfile> {
         return Err(ParseError::whole("the Dockerfile has no instructions"));
     };
     let (start_line, end_line) = (first.start_line, last.end_line);
-    Ok(Dockerfile { nodes, escape: directives.escape, syntax: directives.syntax, start_line, end_line })
+    let (escape, syntax, check) = (directives.escape, directives.syntax, directives.check);
+    Ok(Dockerfile { nodes, escape, syntax, check, start_line, end_line })
 }
 
 /// Splits `KEYWORD [--flags] args` and parses args the way the keyword takes them. An error

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::PathBuf;
 
-use img_dockerfile::{node, parser, shell};
+use img_dockerfile::{checks, node, parser, shell};
 
 fn conformance() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/conformance");
@@ -34,6 +34,22 @@ fn every_positive_parser_case_gives_the_expected_instructions() {
     }
     assert_eq!(cases, 33, "expected 33 positive cases");
     assert!(failures.is_empty(), "{} of {cases} cases differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn the_build_checks_read_every_parser_case_without_panicking() {
+    // A normal build runs the checks first: a Dockerfile that parses must never crash them.
+    let mut checked = 0;
+    for kind in ["testfiles", "testfiles-negative"] {
+        for entry in fs::read_dir(conformance().join("dockerfile-parser").join(kind)).unwrap() {
+            let text = fs::read_to_string(entry.unwrap().path().join("Dockerfile")).unwrap();
+            if let Ok(report) = checks::check(&text) {
+                checked += 1;
+                assert!(report.warnings.windows(2).all(|w| w[0].line <= w[1].line));
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} cases were checked");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -85,8 +85,14 @@ struct Args {
     /// `ADD <url>`: the largest download accepted, in bytes (default: no limit)
     #[arg(long, value_name = "BYTES")]
     download_max_size: Option<u64>,
-    /// The build context: a directory, or `-` for a tar on stdin
-    context: String,
+    /// Only check the Dockerfile (BuildKit's build checks and Docker's best practices): print
+    /// the warnings (JSON Lines on stdout) and exit 1 if there are any, 0 if none. Nothing is
+    /// built or pulled and the layout is not touched
+    #[arg(long)]
+    check: bool,
+    /// The build context: a directory, or `-` for a tar on stdin (with --check: default `.`)
+    #[arg(required_unless_present = "check")]
+    context: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -100,6 +106,9 @@ fn main() -> ExitCode {
         let mut records = redirect_stdout_to_stderr()?;
         let (context_dir, _extracted) = context_dir(&args)?;
         let dockerfile = read_dockerfile(&args, &context_dir)?;
+        if args.check {
+            return check(&dockerfile.1, &dockerfile.0, &mut records);
+        }
         let layout = Layout::open_or_create(store::choose_layout(args.layout.layout.as_deref(), None)?)?;
         let tags = args.tags.iter().map(|t| t.parse::<Reference>()).collect::<Result<Vec<_>>>()?;
         let options = build::Options {
@@ -142,6 +151,7 @@ fn main() -> ExitCode {
         if let Some(output) = &output {
             output.check()?;
         }
+        warn(&options.dockerfile_name, &options.dockerfile)?;
         let built = Builder::new(&layout, &root, context, options, connections)?.build()?;
         if let Some(output) = &output {
             img_build::output::export(&layout, &built.manifest.digest, output)?;
@@ -174,10 +184,62 @@ fn redirect_stdout_to_stderr() -> Result<File> {
     }
 }
 
+/// How many of the build checks' warnings a build shows before its log.
+const WARNINGS_SHOWN: usize = 20;
+
+/// The build checks' warnings, one line each, before the build's log; with `# check=error=true`
+/// they fail the build, as in BuildKit. A Dockerfile that does not parse shows none: the build
+/// says what is wrong with it.
+fn warn(name: &str, text: &str) -> Result<()> {
+    let report = img_dockerfile::checks::check(text).unwrap_or_default();
+    let warnings = &report.warnings;
+    for warning in warnings.iter().take(WARNINGS_SHOWN) {
+        eprintln!("{name}:{}: warning: {warning}", warning.line);
+    }
+    if warnings.len() > WARNINGS_SHOWN {
+        eprintln!(
+            "{name}: {} more warnings (img-build --check lists them all)",
+            warnings.len() - WARNINGS_SHOWN
+        );
+    }
+    if report.error && !warnings.is_empty() {
+        let n = warnings.len();
+        let plural = if n == 1 { "" } else { "s" };
+        bail!("{name}: {n} build check warning{plural}, and `# check=error=true` makes warnings errors");
+    }
+    Ok(())
+}
+
+/// `--check`: each warning on stderr for people (`Dockerfile:12: Rule: message (fix: …)`)
+/// and as a record on stdout; exit status 1 when there are warnings, as BuildKit's.
+fn check(name: &str, text: &str, records: &mut File) -> Result<ExitCode> {
+    let warnings = img_dockerfile::checks::check(text)
+        .map_err(|e| match e.line {
+            Some(line) => anyhow::anyhow!("{name}:{line}: {}", e.message),
+            None => anyhow::anyhow!("{name}: {}", e.message),
+        })?
+        .warnings;
+    for warning in &warnings {
+        eprintln!("{name}:{}: {warning}", warning.line);
+        writeln!(records, "{}", warning.record()).context("writing a record")?;
+    }
+    match warnings.len() {
+        0 => {
+            eprintln!("img-build: {name}: no warnings");
+            Ok(ExitCode::SUCCESS)
+        }
+        n => {
+            eprintln!("img-build: {name}: {n} warning{}", if n == 1 { "" } else { "s" });
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 /// The context directory; `-` extracts a tar from stdin into a temp dir (kept until exit).
 fn context_dir(args: &Args) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
-    if args.context != "-" {
-        return Ok((PathBuf::from(&args.context), None));
+    let context = args.context.as_deref().unwrap_or(".");
+    if context != "-" {
+        return Ok((PathBuf::from(context), None));
     }
     if args.file.as_deref() == Some("-") {
         bail!("the context and the Dockerfile cannot both come from stdin");
