@@ -208,6 +208,18 @@ fn init_reaps_orphans() {
     assert_eq!(out.trim(), "0", "zombies left: {out}");
 }
 
+/// As docker: `-it` with input that is not a terminal is refused at once (it used to wait on
+/// a terminal that never answered, deaf to SIGTERM); `-t` alone or `-i` alone still run.
+#[test]
+fn it_with_piped_input_is_refused() {
+    let env = Env::new();
+    let out = env.run_with(&["-it", "bb:1", "sh"], "echo x\n", &[]);
+    assert_eq!(code(&out), 125);
+    assert!(img_e2e::stderr(&out).contains("the input device is not a TTY"), "{}", img_e2e::stderr(&out));
+    assert_eq!(stdout(&env.run_with(&["-i", "bb:1", "sh"], "echo x\n", &[])), "x\n");
+    img_e2e::assert_success(&env.run_with(&["-t", "bb:1", "true"], "", &[]), "img-run -t");
+}
+
 #[test]
 fn stdin_is_attached_with_i_and_a_record_line_names_the_image() {
     let env = Env::new();

@@ -181,6 +181,12 @@ fn main() -> ExitCode {
             Err(e) => e.exit(),
         };
         adjust_for_leading_dashdash(&mut args);
+        // As docker: `-it` relays a terminal both ways, which a pipe or a file cannot be (the
+        // container would wait on a terminal that never answers).
+        if args.tty && args.interactive && !io::stdin().is_terminal() {
+            eprintln!("img-run: the input device is not a TTY (drop -t to pipe input into the container)");
+            return Ok(ExitCode::from(125));
+        }
         Ok(match run(args) {
             Ok(code) => ExitCode::from(code as u8),
             Err(e) => {
