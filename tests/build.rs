@@ -215,8 +215,11 @@ fn multi_stage_builds_only_what_the_target_needs() {
 #[test]
 fn dockerignore_heredocs_and_build_args() {
     let (store, ctx) = setup();
-    fs::write(ctx.path().join(".dockerignore"), "*.secret\nlogs/\n!logs/keep.log\n").unwrap();
+    fs::write(ctx.path().join(".dockerignore"), "*.secret\nlogs/\n!logs/keep.log\nsecret/\n").unwrap();
     fs::write(ctx.path().join("app.conf"), "conf\n").unwrap();
+    // Excluded, with nothing re-included under it: not even an empty directory is copied.
+    fs::create_dir_all(ctx.path().join("secret/deeper")).unwrap();
+    fs::write(ctx.path().join("secret/deeper/key"), "k\n").unwrap();
     fs::write(ctx.path().join("db.secret"), "s3cr3t\n").unwrap();
     fs::create_dir(ctx.path().join("logs")).unwrap();
     fs::write(ctx.path().join("logs/a.log"), "a\n").unwrap();
@@ -239,6 +242,7 @@ fn dockerignore_heredocs_and_build_args() {
     assert!(out.starts_with("script saw world\n"), "{out}");
     assert!(out.contains("app.conf") && !out.contains("db.secret"), "{out}");
     assert!(out.contains("keep.log") && !out.contains("a.log"), "{out}");
+    assert!(!out.contains("secret"), "{out}");
     // ARG values are not kept in the image's environment.
     let config = config_of(&store, "localhost/h:1");
     assert!(!config["config"]["Env"].to_string().contains("WHO"));

@@ -244,9 +244,11 @@ impl BuildContext {
             let excluded = self.ignore.is_excluded(&slash(&rel_child));
             let target = join(to, &child);
             if file_type(&st) == FileType::Directory {
-                // An excluded directory is still walked when a `!` pattern may re-include
-                // something under it.
-                if !excluded || self.ignore.has_exceptions() {
+                // An excluded directory is still walked when a `!` pattern re-includes
+                // something under it, and made only then (as docker: not left empty).
+                if !excluded
+                    || (self.ignore.has_exceptions() && self.includes_any(fd.as_fd(), &child, &rel_child)?)
+                {
                     self.copy_tree(
                         At { dir: fd.as_fd(), name: &child, rel: &rel_child, st: &st },
                         &target,
@@ -264,6 +266,21 @@ impl BuildContext {
             }
         }
         Ok(())
+    }
+
+    /// Whether anything under the excluded directory `rel` is re-included by a `!` pattern.
+    fn includes_any(&self, dir: BorrowedFd<'_>, name: &[u8], rel: &Path) -> Result<bool> {
+        let fd = open_dir(dir, name, rel)?;
+        for (child, st) in children(fd.as_fd(), rel)? {
+            let rel_child = rel.join(os(&child));
+            if !self.ignore.is_excluded(&slash(&rel_child)) {
+                return Ok(true);
+            }
+            if file_type(&st) == FileType::Directory && self.includes_any(fd.as_fd(), &child, &rel_child)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// One entry that is not a directory: files are read, symlinks copied as links, FIFOs and
