@@ -393,6 +393,43 @@ fn run_mounts_network_none_and_secrets() {
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(blob.as_slice()), &mut tar).unwrap();
         assert!(!String::from_utf8_lossy(&tar).contains("top-secret"));
     }
+
+    // A secret from a variable: env=VAR, and id=VAR alone.
+    fs::write(
+        c.join("Dockerfile"),
+        format!(
+            "FROM {BASE}\n\
+             RUN --mount=type=secret,id=api cat /run/secrets/api > /api\n\
+             RUN --mount=type=secret,id=IMG_TEST_TOKEN cat /run/secrets/IMG_TEST_TOKEN > /token\n"
+        ),
+    )
+    .unwrap();
+    let out = store
+        .command("img-build")
+        .args([
+            "--secret",
+            "id=api,env=IMG_TEST_API",
+            "--secret",
+            "id=IMG_TEST_TOKEN",
+            "-t",
+            "localhost/env-secret:1",
+        ])
+        .arg(c)
+        .env("IMG_TEST_API", "from-env")
+        .env("IMG_TEST_TOKEN", "tok")
+        .output()
+        .unwrap();
+    assert_success(&out, "img-build --secret id=api,env=VAR");
+    assert_eq!(run(&store, "localhost/env-secret:1", &["cat", "/api", "/token"]), "from-envtok");
+    // An unset variable is a one-line error.
+    let out = store
+        .command("img-build")
+        .args(["--secret", "id=x,env=IMG_TEST_UNSET", "-t", "localhost/u:1"])
+        .arg(c)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("IMG_TEST_UNSET is not set"), "{}", stderr(&out));
 }
 
 #[test]

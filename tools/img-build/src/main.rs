@@ -63,8 +63,9 @@ struct Args {
     /// Layer compression
     #[arg(long, default_value = "gzip", value_name = "gzip|zstd")]
     compression: Compression,
-    /// Make a secret available to `RUN --mount=type=secret` (`id=NAME,src=FILE`)
-    #[arg(long = "secret", value_name = "id=NAME,src=FILE")]
+    /// Make a secret available to `RUN --mount=type=secret`: `id=NAME,src=FILE`, or
+    /// `id=NAME,env=VAR` for a variable's value (`id=VAR` alone: the variable of that name)
+    #[arg(long = "secret", value_name = "id=NAME,src=FILE|env=VAR")]
     secrets: Vec<String>,
     /// Also write the image's root filesystem out: DIR, type=local,dest=DIR or type=tar,dest=FILE
     #[arg(short = 'o', long, value_name = "DEST")]
@@ -110,6 +111,8 @@ fn main() -> ExitCode {
             return check(&dockerfile.1, &dockerfile.0, &mut records);
         }
         let layout = Layout::open_or_create(store::choose_layout(args.layout.layout.as_deref(), None)?)?;
+        // Secrets given as variables live in files of this private directory for the build.
+        let secret_files = tempfile::Builder::new().prefix("img-build-secrets-").tempdir()?;
         let tags = args.tags.iter().map(|t| t.parse::<Reference>()).collect::<Result<Vec<_>>>()?;
         let options = build::Options {
             dockerfile: dockerfile.0,
@@ -133,7 +136,7 @@ fn main() -> ExitCode {
             },
             pull: args.pull,
             compression: args.compression,
-            secrets: secrets(&args.secrets)?,
+            secrets: secrets(&args.secrets, secret_files.path())?,
             ssh: ssh_agents(&args.ssh)?,
             source_date_epoch: source_date_epoch()?,
             download: img_build::download::Limits {
@@ -337,26 +340,52 @@ fn key_values(items: &[String], flag: &str, from_env: bool) -> Result<BTreeMap<S
     Ok(out)
 }
 
-/// `--secret id=NAME,src=FILE` (also `source=`, and `env=VAR` for a variable's value).
-fn secrets(items: &[String]) -> Result<BTreeMap<String, PathBuf>> {
+/// `--secret id=NAME,src=FILE` (also `source=`), `id=NAME,env=VAR` (the variable's value, in a
+/// file of `dir` readable by its owner only), `type=file|env` as BuildKit spells them, and
+/// `id=VAR` alone for the variable of that name.
+fn secrets(items: &[String], dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for item in items {
-        let mut id = None;
-        let mut src = None;
+        let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
         for field in item.split(',') {
             match field.split_once('=') {
                 Some(("id", v)) => id = Some(v.to_string()),
                 Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
-                _ => bail!("--secret {item:?}: expected id=NAME,src=FILE"),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", v @ ("file" | "env"))) => kind = Some(v),
+                _ => bail!("--secret {item:?}: expected id=NAME,src=FILE or id=NAME,env=VAR"),
             }
         }
-        let (Some(id), Some(src)) = (id, src) else { bail!("--secret {item:?}: expected id=NAME,src=FILE") };
-        if !src.is_file() {
-            bail!("--secret {id}: {} is not a file", src.display());
-        }
-        out.insert(id, std::fs::canonicalize(src)?);
+        let Some(id) = id else { bail!("--secret {item:?}: needs id=NAME") };
+        let file = match (src, env, kind) {
+            (Some(_), Some(_), _) => bail!("--secret {id}: give src= or env=, not both"),
+            (Some(src), None, Some("env")) => secret_from_env(&id, &src.to_string_lossy(), dir)?,
+            (Some(src), None, _) => {
+                if !src.is_file() {
+                    bail!("--secret {id}: {} is not a file", src.display());
+                }
+                std::fs::canonicalize(src)?
+            }
+            (None, Some(var), _) => secret_from_env(&id, &var, dir)?,
+            (None, None, _) => secret_from_env(&id, &id, dir)?,
+        };
+        out.insert(id, file);
     }
     Ok(out)
+}
+
+/// The value of `$var` in a new file of `dir`, mode 0400, for the secret `id`.
+fn secret_from_env(id: &str, var: &str, dir: &Path) -> Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(value) = std::env::var_os(var) else {
+        bail!("--secret {id}: the variable {var} is not set (or give src=FILE)");
+    };
+    // Named by the id's place in a private directory: ids are the user's own text.
+    let path = dir.join(format!("secret-{}", std::fs::read_dir(dir)?.count()));
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o400).open(&path)?;
+    f.write_all(value.as_encoded_bytes())?;
+    Ok(path)
 }
 
 /// `--ssh ID[=SOCKET]`: agent sockets by id; without a socket, the caller's `$SSH_AUTH_SOCK`.
