@@ -213,3 +213,34 @@ fn img_rm_collects_snapshots_no_image_uses_but_never_those_in_use() {
     img_e2e::assert_success(&env.store.run("img-rm", &["bb:1"], ""), "img-rm bb:1");
     assert!(names().is_empty(), "{:?}", names());
 }
+
+/// img-run pulls a missing image with img-pull's registry flags: `--creds` (and the TLS,
+/// authfile and timeout flags) reach a registry that needs them.
+#[test]
+fn a_missing_image_is_pulled_with_the_registry_flags() {
+    use img_e2e::registry::{Auth, Registry};
+    let registry = Registry::start(Auth::Basic { user: "u".into(), password: "p".into() }, false);
+    let reference = format!("{}/team/bb:1", registry.host());
+    let env = Env::new();
+    let push = env.store.run("img-push", &["--creds", "u:p", "--to", &reference, "bb:1"], "");
+    img_e2e::assert_success(&push, "img-push");
+    let fresh = Env::new();
+    let isolated = |args: &[&str]| {
+        // No credentials of the machine's: only what the flags give.
+        let empty = fresh.store.path().join("no-config");
+        let mut cmd = fresh.store.command("img-run");
+        cmd.args(args)
+            .env("DOCKER_CONFIG", &empty)
+            .env("XDG_RUNTIME_DIR", &empty)
+            .env("XDG_CONFIG_HOME", &empty)
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("IMG_CREDS");
+        run_timeout(&mut cmd, "", Duration::from_secs(60))
+    };
+    let out = isolated(&[&reference, "echo", "hi"]);
+    assert_eq!(code(&out), 125, "{}", img_e2e::stderr(&out));
+    assert!(img_e2e::stderr(&out).contains("401"), "{}", img_e2e::stderr(&out));
+    let out = isolated(&["--creds", "u:p", &reference, "echo", "hi"]);
+    img_e2e::assert_success(&out, "img-run --creds");
+    assert_eq!(stdout(&out), "hi\n");
+}

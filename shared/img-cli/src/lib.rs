@@ -14,5 +14,5 @@ pub mod tool_main;
 pub use add_host::parse_add_host;
 pub use errors::one_line;
 pub use layout_arg::LayoutArg;
-pub use registry_args::RegistryArgs;
+pub use registry_args::{RegistryArgs, TransferArgs};
 pub use tool_main::{require_images, run};

@@ -8,7 +8,8 @@ use anyhow::Result;
 use img::registry::auth::Credentials;
 use img::registry::{Options, Timeouts, timeouts};
 
-/// The flags img-pull, img-push and img-build share: how to reach registries.
+/// The flags of every tool that talks to registries: how to reach them (TLS, credentials,
+/// retries, time limits).
 #[derive(Clone, Debug, clap::Args)]
 pub struct RegistryArgs {
     /// Allow this registry (host[:port]) without TLS verification or over plain http
@@ -24,9 +25,6 @@ pub struct RegistryArgs {
     /// Read credentials from this file only (docker config.json or containers auth.json form)
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
-    /// Blobs transferred at once
-    #[arg(short, long, value_name = "N", default_value_t = 4)]
-    pub jobs: usize,
     /// Retries of a failed request (429, 5xx, connection errors), with backoff
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
@@ -40,6 +38,15 @@ pub struct RegistryArgs {
     /// Give up on any request, layers included, when no data moves for this long; 0: no limit
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = timeouts::parse_duration)]
     pub read_timeout: Duration,
+}
+
+/// The flags of the tools that move blobs (img-pull, img-push): how many at once, and a line
+/// per image.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TransferArgs {
+    /// Blobs transferred at once
+    #[arg(short, long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
     /// Print a line per image on stderr
     #[arg(short, long)]
     pub verbose: bool,

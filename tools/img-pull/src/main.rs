@@ -14,7 +14,7 @@ use img::registry::Connections;
 use img::registry::progress::Bars;
 use img::registry::pull::{self, PullOptions};
 use img::store;
-use img_cli::{LayoutArg, RegistryArgs};
+use img_cli::{LayoutArg, RegistryArgs, TransferArgs};
 use serde_json::Value;
 
 /// Pull images from registries into an OCI image layout (references as arguments or JSON Lines
@@ -26,6 +26,8 @@ struct Args {
     layout: LayoutArg,
     #[command(flatten)]
     registry: RegistryArgs,
+    #[command(flatten)]
+    transfer: TransferArgs,
     /// The platform to pull from a multi-platform image (default: this machine's)
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", conflicts_with = "all_platforms")]
     platform: Option<Platform>,
@@ -54,9 +56,9 @@ fn main() -> ExitCode {
         let options = PullOptions {
             platform: args.platform.clone(),
             all_platforms: args.all_platforms,
-            jobs: args.registry.jobs,
+            jobs: args.transfer.jobs,
         };
-        let progress = Bars::new(args.registry.verbose);
+        let progress = Bars::new(args.transfer.verbose);
         let mut ok = true;
         let import = ImportOptions { max_spool: args.max_size };
         for input in inputs {

@@ -14,7 +14,7 @@ use img::registry::Connections;
 use img::registry::progress::{Bars, Progress};
 use img::registry::push::{self, PushOptions};
 use img::store;
-use img_cli::{LayoutArg, RegistryArgs};
+use img_cli::{LayoutArg, RegistryArgs, TransferArgs};
 use serde_json::Value;
 
 /// Push images from an OCI image layout to the registry their reference names, or to --to
@@ -26,6 +26,8 @@ struct Args {
     layout: LayoutArg,
     #[command(flatten)]
     registry: RegistryArgs,
+    #[command(flatten)]
+    transfer: TransferArgs,
     /// Push to this reference instead (one image only), or write an archive:
     /// `docker-archive:PATH[:REF]`, `oci-archive:PATH[:REF]` (PATH `-`: stdout, and no records)
     #[arg(long, value_name = "REF")]
@@ -52,8 +54,8 @@ fn main() -> ExitCode {
             bail!("--to takes one image, but {} were given", inputs.len());
         }
         let mut connections = Connections::new(args.registry.options()?);
-        let options = PushOptions { jobs: args.registry.jobs, chunk_size: args.chunk_size.max(1) };
-        let progress = Bars::new(args.registry.verbose);
+        let options = PushOptions { jobs: args.transfer.jobs, chunk_size: args.chunk_size.max(1) };
+        let progress = Bars::new(args.transfer.verbose);
         let mut ok = true;
         for input in &inputs {
             let pushed = match &to {

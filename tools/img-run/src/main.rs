@@ -22,12 +22,12 @@ use img::layout::Layout;
 use img::layout::resolve;
 use img::platform::Platform;
 use img::record;
-use img::registry::{self, Connections, pull};
+use img::registry::{Connections, pull};
 use img::runtime::etc_files;
 use img::runtime::overlay::{self, OverlayDirs};
 use img::runtime::{self, Container, Outcome, Rootfs, Spec};
 use img::{snapshot, store};
-use img_cli::LayoutArg;
+use img_cli::{LayoutArg, RegistryArgs};
 use options::RunOptions;
 use serde_json::Value;
 
@@ -142,6 +142,9 @@ struct Args {
           value_parser = clap::builder::PossibleValuesParser::new(pull::Policy::NAMES)
               .map(|s| s.parse::<pull::Policy>().expect("one of the names")))]
     pull: pull::Policy,
+    /// How to reach the registry an image is pulled from (as img-pull's flags)
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// The container's name (default: a random id)
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -337,7 +340,7 @@ fn run(args: Args) -> Result<i32> {
             if args.pull != pull::Policy::Never {
                 let platform: Option<Platform> =
                     args.platform.as_deref().map(str::parse).transpose().context("--platform")?;
-                let mut connections = Connections::new(registry::Options::default().with_env());
+                let mut connections = Connections::new(args.registry.options()?);
                 pull::ensure(
                     &Layout::open_or_create(&layout)?,
                     &name,
