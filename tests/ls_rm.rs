@@ -149,11 +149,15 @@ fn a_multi_platform_index_shows_its_platforms() {
 #[test]
 fn an_empty_or_missing_layout_lists_nothing() {
     let store = Store::new();
-    for args in [&[][..], &["--layout", "/nonexistent/layout"], &["app"]] {
+    // The store before anything was stored: nothing to list.
+    for args in [&[][..], &["app"]] {
         let out = store.run("img-ls", args, "");
         assert_success(&out, "img-ls");
         assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{args:?}: {out:?}");
     }
+    // A layout named that does not exist is a mistake, not an empty list (issue 12).
+    let out = store.run("img-ls", &["--layout", "/nonexistent/layout"], "");
+    assert_one_line_error(&out, "img-ls", 1, "/nonexistent/layout: no such layout");
     std::fs::create_dir_all(store.layout()).unwrap();
     let out = store.run("img-ls", &[], "");
     assert_success(&out, "img-ls of an empty directory");
@@ -439,4 +443,35 @@ fn entries_without_a_name_are_listed_and_removed_by_digest() {
     assert_eq!(removed[0]["freedBlobs"], 3, "manifest, config and own layer");
     assert_eq!(refs_of(&store.records("img-ls", &[], "")), ["app:1"]);
     assert_eq!(check::blob_names(&store.layout()), blobs_of(&b));
+}
+
+/// `img-pull R | img-ls`: records on stdin show just those images, enriched (each from the
+/// layout its record names); one that is not there is an error, the others still shown; an
+/// empty pipe lists nothing.
+#[test]
+fn records_on_stdin_select_the_images_shown() {
+    let store = Store::new();
+    let layout = Layout::open_or_create(store.layout()).unwrap();
+    for (i, name) in ["a:1", "b:1", "c:1"].iter().enumerate() {
+        image(&format!("seed{i}")).write_to(&layout, Some(name)).unwrap();
+    }
+    let all = store.records("img-ls", &["--json"], "");
+    assert_eq!(all.len(), 3);
+    let b = all.iter().find(|r| r["ref"].as_str().unwrap().ends_with("b:1")).unwrap();
+    // A record (as img-pull prints it) and a plain line.
+    let input = format!("{}\nc:1\n", serde_json::json!({"ref": b["ref"], "digest": b["digest"]}));
+    let shown = store.records("img-ls", &[], &input);
+    let refs: Vec<&str> = shown.iter().map(|r| r["ref"].as_str().unwrap()).collect();
+    assert_eq!(refs.len(), 2, "{shown:?}");
+    assert!(refs[0].ends_with("b:1") && refs[1].ends_with("c:1"), "{refs:?}");
+    assert_eq!(shown[0], *b, "the same record img-ls prints for it");
+    // One missing: an error naming it, the rest shown, exit 1.
+    let out = store.run("img-ls", &[], "nope:1\na:1\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_lines(&out.stdout).len(), 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope:1: no such image"), "{out:?}");
+    // An empty pipe upstream (a blank line): nothing to show, success.
+    let out = store.run("img-ls", &[], "\n");
+    assert_success(&out, "img-ls with an empty pipe");
+    assert!(out.stdout.is_empty());
 }

@@ -100,18 +100,23 @@ pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
     run_with_timeout(cmd, stdin, Duration::from_secs(300))
 }
 
-/// Like [`run_with_stdin`], killing the command (and failing) after `limit`.
+/// Like [`run_with_stdin`], killing the command (and failing) after `limit`. No input is
+/// stdin from /dev/null (as a script's or a CI step's), not an empty pipe: img-ls reads records
+/// from a pipe.
 pub fn run_with_timeout(cmd: &mut Command, input: &str, limit: Duration) -> Output {
+    let piped = !input.is_empty();
     let mut child = cmd
-        .stdin(Stdio::piped())
+        .stdin(if piped { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
-    let mut stdin = child.stdin.take().expect("piped stdin");
+    let stdin = child.stdin.take();
     let data = input.as_bytes().to_vec();
     let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
+        if let Some(mut stdin) = stdin {
+            let _ = stdin.write_all(&data);
+        }
     });
     let pid = child.id() as i32;
     let done = Arc::new(AtomicBool::new(false));

@@ -1,6 +1,7 @@
 //! img-ls: list the images of an OCI image layout.
 
 use std::io::IsTerminal;
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -26,16 +27,24 @@ struct Args {
 fn main() -> ExitCode {
     img_cli::run("img-ls", || {
         let args = Args::parse();
+        let table = !args.json && std::io::stdout().is_terminal();
+        // Records piped in (a pipe or a file, not a terminal or /dev/null): show just those
+        // images, enriched; `img-pull R | img-ls`.
+        if args.filters.is_empty() && stdin_is_piped() {
+            return list_records(&args, table);
+        }
         let path = store::choose_layout(args.layout.layout.as_deref(), None)?;
-        // Nothing stored yet (no directory, or an empty one) is an empty list; a directory
-        // holding something else is not a layout, and Layout::open says so.
+        if args.layout.layout.is_some() && !path.exists() {
+            anyhow::bail!("{}: no such layout", path.display());
+        }
+        // The store with nothing stored yet (no directory, or an empty one) is an empty list; a
+        // directory holding something else is not a layout, and Layout::open says so.
         let empty = std::fs::read_dir(&path).map_or(true, |mut d| d.next().is_none());
         if empty && !path.join("oci-layout").exists() {
             return Ok(ExitCode::SUCCESS);
         }
         let layout = Layout::open(&path)?;
-        let index = layout.read_index()?;
-        let entries = index.entries();
+        let entries = layout.read_index()?.entries().to_vec();
         let mut failed = false;
         let selected: Vec<usize> = if args.filters.is_empty() {
             // Signatures and other referrers kept beside their images are not images.
@@ -45,7 +54,7 @@ fn main() -> ExitCode {
         } else {
             let mut all = Vec::new();
             for f in &args.filters {
-                let found = ref_names::filter(entries, f);
+                let found = ref_names::filter(&entries, f);
                 if found.is_empty()
                     && let Some(e) = ref_names::invalid_query(f)
                 {
@@ -58,26 +67,78 @@ fn main() -> ExitCode {
             all.dedup();
             all
         };
-
-        let table = !args.json && std::io::stdout().is_terminal();
         let mut rows = Vec::new();
-        for &i in &selected {
-            let entry = &entries[i];
-            match summary::summarise(&layout, entry) {
-                Ok(s) if table => rows.push(s),
-                Ok(s) => record::print(&s.record(layout.root()))?,
-                Err(e) => {
-                    let name = entry.ref_name().map_or_else(|| entry.digest.to_string(), str::to_string);
-                    eprintln!("img-ls: {name}: {}", img_cli::one_line(&e));
-                    failed = true;
-                }
-            }
-        }
+        failed |= !show(&layout, selected.iter().map(|&i| &entries[i]), table, &mut rows)?;
         if table {
             print_table(&rows);
         }
         Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
     })
+}
+
+/// Whether stdin carries input from a pipe or a file (a terminal or /dev/null does not).
+fn stdin_is_piped() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return false;
+    }
+    let Ok(fd) = stdin.as_fd().try_clone_to_owned() else { return false };
+    let Ok(meta) = std::fs::File::from(fd).metadata() else { return false };
+    let t = meta.file_type();
+    t.is_fifo() || t.is_file() || t.is_socket()
+}
+
+/// The images the records on stdin name, each in its record's layout (else `--layout`, else
+/// the store's); one that is not there is an error, the others are still shown.
+fn list_records(args: &Args, table: bool) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    let mut rows = Vec::new();
+    for input in record::inputs(&[])? {
+        let found = (|| -> anyhow::Result<Option<(Layout, img::document::Descriptor)>> {
+            let path = store::choose_layout(args.layout.layout.as_deref(), input.layout.as_deref())?;
+            let layout = Layout::open(&path)?;
+            let entries = layout.read_index()?.entries().to_vec();
+            Ok(ref_names::find(&entries, &input.name).first().map(|&i| (layout, entries[i].clone())))
+        })();
+        match found {
+            Ok(Some((layout, entry))) => failed |= !show(&layout, std::iter::once(&entry), table, &mut rows)?,
+            Ok(None) => {
+                eprintln!("img-ls: {}: no such image in the layout", input.name);
+                failed = true;
+            }
+            Err(e) => {
+                eprintln!("img-ls: {}: {}", input.name, img_cli::one_line(&e));
+                failed = true;
+            }
+        }
+    }
+    if table {
+        print_table(&rows);
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Prints each entry's record (or keeps its row for the table); false if one failed.
+fn show<'a>(
+    layout: &Layout,
+    entries: impl Iterator<Item = &'a img::document::Descriptor>,
+    table: bool,
+    rows: &mut Vec<Summary>,
+) -> anyhow::Result<bool> {
+    let mut ok = true;
+    for entry in entries {
+        match summary::summarise(layout, entry) {
+            Ok(s) if table => rows.push(s),
+            Ok(s) => record::print(&s.record(layout.root()))?,
+            Err(e) => {
+                let name = entry.ref_name().map_or_else(|| entry.digest.to_string(), str::to_string);
+                eprintln!("img-ls: {name}: {}", img_cli::one_line(&e));
+                ok = false;
+            }
+        }
+    }
+    Ok(ok)
 }
 
 fn print_table(rows: &[Summary]) {
