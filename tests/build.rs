@@ -449,11 +449,18 @@ fn stdin_dockerfile_stdin_context_iidfile_labels_and_zstd() {
         "zstd",
         "-t",
         "localhost/s:1",
+        "-t",
+        "localhost/s:latest",
     ])
     .arg(ctx.path());
     let out = img_e2e::run_with_stdin(&mut cmd, &format!("FROM {BASE}\nRUN echo zstd > /z\n"));
     assert_success(&out, "img-build -f -");
-    let record = &json_lines(&out.stdout)[0];
+    // One record per tag (so `| img-push` pushes each), the same image.
+    let records = json_lines(&out.stdout);
+    let refs: Vec<&str> = records.iter().map(|r| r["ref"].as_str().unwrap()).collect();
+    assert_eq!(refs, ["localhost/s:1", "localhost/s:latest"]);
+    assert_eq!(records[0]["digest"], records[1]["digest"]);
+    let record = &records[0];
     assert_eq!(fs::read_to_string(&iid).unwrap(), record["digest"].as_str().unwrap());
     let config = config_of(&store, "localhost/s:1");
     assert_eq!(config["config"]["Labels"]["team"], "core");

@@ -1,6 +1,6 @@
 //! img-build: Dockerfile + context → an image in the layout; prints its record.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
 use std::os::fd::FromRawFd;
@@ -163,13 +163,27 @@ fn main() -> ExitCode {
             std::fs::write(path, built.manifest.digest.to_string())
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        let names: BTreeSet<String> = tags.iter().map(ToString::to_string).collect();
-        let record = ImageRecord {
-            platform: Some(platform),
-            extra: [("config".to_string(), serde_json::Value::from(built.config_digest.to_string()))].into(),
-            ..ImageRecord::new(&built.manifest, names.iter().next().cloned(), layout.root())
-        };
-        record::write(&mut records, &record).context("writing the record")?;
+        // One record per tag, as docker's --iidfile and img-pull's records (so `| img-push`
+        // pushes every tag); one without a ref when the image has no tag.
+        let mut names: Vec<Option<String>> = Vec::new();
+        for t in &tags {
+            let name = Some(t.to_string());
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        if names.is_empty() {
+            names.push(None);
+        }
+        for name in names {
+            let record = ImageRecord {
+                platform: Some(platform.clone()),
+                extra: [("config".to_string(), serde_json::Value::from(built.config_digest.to_string()))]
+                    .into(),
+                ..ImageRecord::new(&built.manifest, name, layout.root())
+            };
+            record::write(&mut records, &record).context("writing the record")?;
+        }
         eprintln!("img-build: built {}", built.manifest.digest);
         Ok(ExitCode::SUCCESS)
     })
