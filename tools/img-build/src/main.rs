@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use img::layer::apply::{Applier, Options as ApplyOptions};
 use img::layer::compression::decompress;
 use img::layer::create::Compression;
@@ -85,6 +85,9 @@ struct Args {
     /// `ADD <url>`: the largest download accepted, in bytes (default: no limit)
     #[arg(long, value_name = "BYTES")]
     download_max_size: Option<u64>,
+    /// How many stages may build at once (default: the number of CPUs, at least 2)
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    stage_jobs: Option<u32>,
     /// The build context: a directory, or `-` for a tar on stdin
     context: String,
 }
@@ -94,7 +97,13 @@ fn main() -> ExitCode {
         // RUN steps must not reach this binary through /proc/self/exe (CVE-2019-5736): from
         // here on img-build runs a sealed copy of itself.
         img::runtime::sealed_exe::ensure("img-build")?;
-        let args = Args::parse();
+        // A RUN step's helper: img-build started again by itself to run one container.
+        let mut argv = std::env::args_os().skip(1);
+        if argv.next().as_deref() == Some(img_build::run_step::HELPER_ARG.as_ref()) {
+            let dir = argv.next().context("the helper needs the step's directory")?;
+            return Ok(img_build::run_step::helper(Path::new(&dir)));
+        }
+        let args = parse_args();
         // stdout carries the record only: RUN steps inherit fd 1, so it points at stderr
         // while building and the record goes to a saved copy of the real stdout.
         let mut records = redirect_stdout_to_stderr()?;
@@ -133,6 +142,7 @@ fn main() -> ExitCode {
                 total: limit(args.download_timeout),
                 max_bytes: args.download_max_size,
             },
+            jobs: args.stage_jobs.map_or_else(build::default_jobs, |n| n as usize),
         };
         let platform = options.platform.to_string();
         let connections = Connections::new(args.registry.options()?);
@@ -160,6 +170,15 @@ fn main() -> ExitCode {
         eprintln!("img-build: built {}", built.manifest.digest);
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The arguments. `--jobs` is the stages built at once, as buildah's; the registry options'
+/// own `--jobs` (blobs pulled at once) is `--pull-jobs` here.
+fn parse_args() -> Args {
+    let cmd = Args::command().mut_arg("jobs", |a| {
+        a.long("pull-jobs").short(None).help("Blobs transferred at once when pulling a base image")
+    });
+    Args::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit())
 }
 
 fn redirect_stdout_to_stderr() -> Result<File> {
