@@ -5,6 +5,11 @@
 //! per instruction) over a [`StepContext`]: the stage being built, the image state it changes
 //! and the cache key so far. Instructions that only change the config are in `config`,
 //! WORKDIR in `workdir`, COPY and ADD in `copy`, RUN in `run`; `image` writes the result.
+//!
+//! Stages that do not need each other run at the same time, each on a thread of its own, up to
+//! `--jobs` at once: a stage starts when the stages it reads (its FROM, `COPY --from`,
+//! `RUN --mount=from=`) are done. The [`Builder`] is what they share; what one stage changes is
+//! its [`StepContext`]. A failing stage stops the others ([`Jobs::cancel`]).
 
 mod config;
 mod copy;
@@ -13,9 +18,11 @@ mod layers;
 mod run;
 mod workdir;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
 use anyhow::{Context, Result, anyhow, bail};
 use img::digest::Digest;
@@ -39,6 +46,7 @@ use rustix::fs::Timespec;
 use crate::cache::{self, Cache, Key};
 use crate::context::BuildContext;
 use crate::download;
+use crate::jobs::Jobs;
 use crate::state::{ImageState, LayerRef, Variables};
 use run::ContextViews;
 
@@ -66,6 +74,14 @@ pub struct Options {
     pub source_date_epoch: Option<u64>,
     /// Bounds on `ADD <url>` downloads.
     pub download: download::Limits,
+    /// `--jobs`: how many stages may build at once (at least 1).
+    pub jobs: usize,
+}
+
+/// `--jobs`' default: the CPUs this process may use, and at least two, since a stage often
+/// waits (on a download, a `sleep`, the network) more than it computes.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
 }
 
 /// The image a build wrote.
@@ -75,11 +91,13 @@ pub struct Built {
 }
 
 /// What a finished stage left: its image and the key of its state.
-#[derive(Clone)]
 struct StageResult {
     state: ImageState,
     key: Key,
 }
+
+/// Finished stages' results by index: those a stage depends on, as it is handed them.
+type Done = HashMap<usize, Arc<StageResult>>;
 
 /// What one step of a stage works on, passed to each instruction's `dispatch_*`: the stage
 /// and what it may read (the stages built before it, the global ARGs), and what it changes
@@ -87,8 +105,9 @@ struct StageResult {
 struct StepContext<'s> {
     stages: &'s Stages,
     stage: &'s Stage,
-    /// Stages built before this one, by index: what `COPY --from` and `RUN --mount=from=` read.
-    done: &'s HashMap<usize, StageResult>,
+    /// The stages this one depends on, by index (built before it): what `COPY --from` and
+    /// `RUN --mount=from=` read.
+    done: &'s Done,
     /// ARGs before the first FROM: a stage's `ARG NAME` without a default takes its value.
     globals: &'s BTreeMap<String, String>,
     /// The Dockerfile's escape character, for variable expansion.
@@ -112,6 +131,9 @@ impl StepContext<'_> {
     }
 }
 
+/// The build, shared by the stages running at once: what it reads, and the stores and
+/// caches it writes, each safe to use from several threads (the layout, build cache and
+/// snapshots write by atomic rename; the rest is behind a lock).
 pub struct Builder<'a> {
     layout: &'a Layout,
     store_root: PathBuf,
@@ -121,15 +143,35 @@ pub struct Builder<'a> {
     snapshots: Snapshots,
     /// Keeps `img-rm` from removing snapshots while the build uses them.
     _snapshots_held: fs::File,
-    connections: Connections,
-    /// Unpacked root filesystems of stages and images that COPY --from reads.
-    rootfs_copies: HashMap<String, tempfile::TempDir>,
+    /// Locked while a base image is pulled.
+    connections: Mutex<Connections>,
+    /// Unpacked root filesystems of stages and images that COPY --from reads, made once each
+    /// (a stage waiting for another's copy of the same one waits on its slot).
+    rootfs_copies: Mutex<HashMap<String, Arc<Mutex<Option<tempfile::TempDir>>>>>,
     /// Copies of context directories without what `.dockerignore` excludes, for read-only
     /// bind mounts (by resolved path).
-    context_views: ContextViews,
+    context_views: Mutex<ContextViews>,
     work: tempfile::TempDir,
-    step_count: usize,
+    step_count: AtomicUsize,
+    /// Whether the build is being stopped, and the RUN helpers to kill then.
+    jobs: Jobs,
+    /// Errors name the stage (the build has more than one).
+    name_stages: std::sync::atomic::AtomicBool,
 }
+
+/// A lock, even if a thread panicked while holding it (the data are caches, still usable).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How a stage is named in the log and in errors: its `AS` name, else its index.
+fn label(stage: &Stage) -> String {
+    stage.name.clone().unwrap_or_else(|| stage.index.to_string())
+}
+
+/// Threads that run stages get the stack a main thread has (deeply nested variable
+/// expansions recurse).
+const STAGE_STACK: usize = 16 << 20;
 
 impl<'a> Builder<'a> {
     pub fn new(
@@ -152,16 +194,18 @@ impl<'a> Builder<'a> {
             cache: Cache::open(store_root)?,
             snapshots,
             _snapshots_held: snapshots_held,
-            connections,
-            rootfs_copies: HashMap::new(),
-            context_views: HashMap::new(),
+            connections: Mutex::new(connections),
+            rootfs_copies: Mutex::default(),
+            context_views: Mutex::default(),
             work,
             options,
-            step_count: 0,
+            step_count: AtomicUsize::new(0),
+            jobs: Jobs::new(),
+            name_stages: Default::default(),
         })
     }
 
-    pub fn build(&mut self) -> Result<Built> {
+    pub fn build(&self) -> Result<Built> {
         let name = self.options.dockerfile_name.clone();
         let at_line = |e: ParseError| match e.line {
             Some(line) => anyhow!("{name}:{line}: {}", e.message),
@@ -181,15 +225,102 @@ impl<'a> Builder<'a> {
                 .map_err(|e| ParseError::at(s.from.line, img_cli::one_line(&e)))
         };
         let order = stages.build_order(target, &base_of).map_err(at_line)?;
-        let mut results: HashMap<usize, StageResult> = HashMap::new();
+        let mut deps = HashMap::new();
         for &i in &order {
+            let mut d = stages.dependencies(i, &base_of).map_err(at_line)?;
+            d.sort_unstable();
+            d.dedup();
+            deps.insert(i, d);
+        }
+        self.name_stages.store(order.len() > 1, Ordering::Relaxed);
+        let run = |i: usize, done: &Done| {
             let stage = &stages.stages[i];
             let base = base_of(stage)?;
-            let result = self.run_stage(&stages, stage, &base, &globals, &results, escape)?;
-            results.insert(i, result);
-        }
+            self.run_stage(&stages, stage, &base, &globals, done, escape)
+        };
+        let mut results = self.run_stages(&order, &deps, &run)?;
         let last = results.remove(&target).expect("the target was built");
+        let last = Arc::try_unwrap(last)
+            .unwrap_or_else(|shared| StageResult { state: shared.state.clone(), key: shared.key.clone() });
         self.write_image(last.state)
+    }
+
+    /// Runs the stages of `order` (dependencies first), each as soon as the stages it depends
+    /// on are done, up to `--jobs` at once. The first failure stops the others and is the
+    /// build's error.
+    fn run_stages(
+        &self,
+        order: &[usize],
+        deps: &HashMap<usize, Vec<usize>>,
+        run: &(dyn Fn(usize, &Done) -> Result<StageResult> + Sync),
+    ) -> Result<Done> {
+        let mut waiting_on: HashMap<usize, usize> = order.iter().map(|&i| (i, deps[&i].len())).collect();
+        let mut dependents: HashMap<usize, Vec<usize>> = HashMap::new();
+        for &i in order {
+            for &d in &deps[&i] {
+                dependents.entry(d).or_default().push(i);
+            }
+        }
+        // Ready stages start in the sequential order, so `--jobs 1` builds as before.
+        let mut ready: VecDeque<usize> = order.iter().copied().filter(|i| waiting_on[i] == 0).collect();
+        let mut results: Done = HashMap::new();
+        let mut failure: Option<anyhow::Error> = None;
+        let jobs = self.options.jobs.max(1);
+        let (tx, rx) = mpsc::channel::<(usize, Result<StageResult>)>();
+        std::thread::scope(|scope| {
+            let mut running = 0;
+            loop {
+                while failure.is_none() && running < jobs {
+                    let Some(i) = ready.pop_front() else { break };
+                    let done: Done = deps[&i].iter().map(|d| (*d, results[d].clone())).collect();
+                    let tx = tx.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name(format!("stage-{i}"))
+                        .stack_size(STAGE_STACK)
+                        .spawn_scoped(scope, move || {
+                            let result =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(i, &done)))
+                                    .unwrap_or_else(|_| Err(anyhow!("stage {i}: internal error (panic)")));
+                            let _ = tx.send((i, result));
+                        });
+                    match spawned {
+                        Ok(_) => running += 1,
+                        Err(e) => {
+                            failure = Some(anyhow!("starting a thread for stage {i}: {e}"));
+                            self.jobs.cancel();
+                        }
+                    }
+                }
+                if running == 0 {
+                    break;
+                }
+                let (i, result) = rx.recv().expect("running stages hold a sender");
+                running -= 1;
+                match result {
+                    Ok(r) => {
+                        results.insert(i, Arc::new(r));
+                        for &j in dependents.get(&i).into_iter().flatten() {
+                            let n = waiting_on.get_mut(&j).expect("a stage of the order");
+                            *n -= 1;
+                            if *n == 0 {
+                                ready.push_back(j);
+                            }
+                        }
+                    }
+                    // The first failure is the build's; the others' (stopped, killed) are not.
+                    Err(e) => {
+                        if failure.is_none() {
+                            failure = Some(e);
+                            self.jobs.cancel();
+                        }
+                    }
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(results),
+        }
     }
 
     /// ARGs before the first FROM, with `--build-arg` values and the predefined platform ARGs.
@@ -223,21 +354,53 @@ impl<'a> Builder<'a> {
         args
     }
 
-    fn log(&mut self, stage: &Stage, text: &str, note: &str) {
-        self.step_count += 1;
-        let name = stage.name.clone().unwrap_or_else(|| stage.index.to_string());
-        eprintln!("#{} [{name}] {text}{note}", self.step_count);
+    fn log(&self, stage: &Stage, text: &str, note: &str) {
+        let n = self.step_count.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::log::line(&format!("#{n} [{}] {text}{note}", label(stage)));
     }
 
+    /// Builds one stage; an error says the Dockerfile line and, in a multi-stage build, the
+    /// stage.
     fn run_stage(
-        &mut self,
+        &self,
         stages: &Stages,
         stage: &Stage,
         base: &str,
         globals: &BTreeMap<String, String>,
-        done: &HashMap<usize, StageResult>,
+        done: &Done,
         escape: char,
     ) -> Result<StageResult> {
+        let in_stage = if self.name_stages.load(Ordering::Relaxed) {
+            format!("stage {}: ", label(stage))
+        } else {
+            String::new()
+        };
+        let name = &self.options.dockerfile_name;
+        let from = |e: anyhow::Error| match in_stage.as_str() {
+            "" => e,
+            _ => anyhow!("{name}:{}: {in_stage}{}", stage.from.line, img_cli::one_line(&e)),
+        };
+        self.jobs.check()?;
+        let (mut cx, steps) = self.start_stage(stages, stage, base, globals, done, escape).map_err(from)?;
+        for step in &steps {
+            self.jobs.check()?;
+            self.dispatch(&mut cx, step)
+                .and_then(|()| cx.state.check_size())
+                .map_err(|e| anyhow!("{name}:{}: {in_stage}{}", step.line, img_cli::one_line(&e)))?;
+        }
+        Ok(StageResult { state: cx.state, key: cx.key })
+    }
+
+    /// A stage's FROM: its starting state, and its steps (the base's ONBUILD triggers first).
+    fn start_stage<'s>(
+        &self,
+        stages: &'s Stages,
+        stage: &'s Stage,
+        base: &str,
+        globals: &'s BTreeMap<String, String>,
+        done: &'s Done,
+        escape: char,
+    ) -> Result<(StepContext<'s>, Vec<Step>)> {
         let Instruction::From { platform, .. } = &stage.from.instruction else { unreachable!() };
         let platform = match platform {
             Some(p) => shell::expand(p, escape, &|n: &str| globals.get(n).cloned())?.parse()?,
@@ -267,20 +430,14 @@ impl<'a> Builder<'a> {
         }
         steps.extend(stage.steps.iter().cloned());
         let vars = Variables::default(); // taken by each step
-        let mut cx = StepContext { stages, stage, done, globals, escape, state, key, vars };
-        for step in &steps {
-            self.dispatch(&mut cx, step).and_then(|()| cx.state.check_size()).map_err(|e| {
-                anyhow!("{}:{}: {}", self.options.dockerfile_name, step.line, img_cli::one_line(&e))
-            })?;
-        }
-        Ok(StageResult { state: cx.state, key: cx.key })
+        Ok((StepContext { stages, stage, done, globals, escape, state, key, vars }, steps))
     }
 
     /// A base image from the layout, pulled first if it is not there (or with `--pull`).
-    fn base_image(&mut self, name: &str, platform: &Platform) -> Result<(ImageState, Digest)> {
+    fn base_image(&self, name: &str, platform: &Platform) -> Result<(ImageState, Digest)> {
         let wanted = name.parse::<Reference>()?.to_string();
         let policy = if self.options.pull { pull::Policy::Always } else { pull::Policy::Missing };
-        pull::ensure(self.layout, &wanted, Some(platform), policy, &mut self.connections)?;
+        pull::ensure(self.layout, &wanted, Some(platform), policy, &mut lock(&self.connections))?;
         let image = resolve::image(self.layout, &wanted, Some(platform))?;
         let diff_ids = image.config.rootfs.as_ref().map(|r| r.diff_ids.clone()).unwrap_or_default();
         if diff_ids.len() != image.manifest.layers.len() {
@@ -302,7 +459,7 @@ impl<'a> Builder<'a> {
 
     /// Runs one step: the instruction's own `dispatch_*`, which changes the state and moves the
     /// key on.
-    fn dispatch(&mut self, cx: &mut StepContext, step: &Step) -> Result<()> {
+    fn dispatch(&self, cx: &mut StepContext, step: &Step) -> Result<()> {
         // The last step's snapshot goes first: while it is held, the state cannot update its
         // variables in place and would copy them all, each step (quadratic in ENV lines).
         cx.vars = Variables::default();
@@ -348,7 +505,7 @@ impl<'a> Builder<'a> {
 
     /// Looks a step's new key up; on a hit adds the cached layer and history to the state and
     /// makes the key the state's.
-    fn cached(&mut self, cx: &mut StepContext, step: &Step, key: &Key, created_by: &str) -> bool {
+    fn cached(&self, cx: &mut StepContext, step: &Step, key: &Key, created_by: &str) -> bool {
         if self.options.no_cache {
             return false;
         }
@@ -371,13 +528,7 @@ impl<'a> Builder<'a> {
 
     /// Turns a directory of changes into the step's layer (none if it is empty), keeps the
     /// directory as that layer's snapshot, and records the result in the cache.
-    fn commit_changes(
-        &mut self,
-        dir: &Path,
-        key: &Key,
-        state: &mut ImageState,
-        created_by: &str,
-    ) -> Result<()> {
+    fn commit_changes(&self, dir: &Path, key: &Key, state: &mut ImageState, created_by: &str) -> Result<()> {
         let empty = fs::read_dir(dir)?.next().is_none();
         let entry = if empty {
             cache::Entry { layer: None, diff_id: None, created: self.now() }
@@ -401,7 +552,7 @@ impl<'a> Builder<'a> {
     /// [`Builder::commit_changes`] for a staging directory (COPY's, WORKDIR's): it is moved
     /// into the snapshots, or removed if it holds no change.
     fn commit_staging(
-        &mut self,
+        &self,
         staging: tempfile::TempDir,
         key: &Key,
         state: &mut ImageState,
@@ -415,25 +566,27 @@ impl<'a> Builder<'a> {
 
     /// An unpacked root filesystem of a stage (by name or index) or an image, for COPY --from
     /// and RUN --mount=from=.
-    fn rootfs_of(
-        &mut self,
-        from: &str,
-        done: &HashMap<usize, StageResult>,
-        stages: &Stages,
-    ) -> Result<PathBuf> {
-        if let Some(dir) = self.rootfs_copies.get(from) {
+    fn rootfs_of(&self, from: &str, done: &Done, stages: &Stages) -> Result<PathBuf> {
+        let stage = stages.find(from).and_then(|i| done.get(&i).map(|r| (i, r)));
+        let name = match stage {
+            Some((i, _)) => format!("stage {i}"),
+            None => format!("image {from}"),
+        };
+        let slot = lock(&self.rootfs_copies).entry(name).or_default().clone();
+        let mut slot = lock(&slot);
+        if let Some(dir) = slot.as_ref() {
             return Ok(dir.path().to_path_buf());
         }
-        let state = match stages.find(from).and_then(|i| done.get(&i)) {
-            Some(r) => r.state.clone(),
-            None => self.base_image(from, &self.options.platform.clone())?.0,
+        let state = match stage {
+            Some((_, r)) => r.state.clone(),
+            None => self.base_image(from, &self.options.platform)?.0,
         };
         let dir = tempfile::Builder::new().prefix("rootfs-").tempdir_in(self.work.path())?;
         let layers: Vec<Descriptor> = state.layers.iter().map(|l| l.descriptor.clone()).collect();
         let diff_ids: Vec<Digest> = state.layers.iter().map(|l| l.diff_id.clone()).collect();
         snapshot::unpack_copy(self.layout, &layers, &diff_ids, dir.path())?;
         let path = dir.path().to_path_buf();
-        self.rootfs_copies.insert(from.to_string(), dir);
+        *slot = Some(dir);
         Ok(path)
     }
 }

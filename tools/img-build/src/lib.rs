@@ -7,6 +7,8 @@ pub mod build;
 pub mod cache;
 pub mod context;
 pub mod download;
+pub mod jobs;
+pub mod log;
 pub mod output;
 pub mod run_step;
 pub mod ssh_agent;

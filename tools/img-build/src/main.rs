@@ -91,6 +91,9 @@ struct Args {
     /// built or pulled and the layout is not touched
     #[arg(long)]
     check: bool,
+    /// How many stages may build at once (default: the number of CPUs, at least 2)
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    stage_jobs: Option<u32>,
     /// The build context: a directory, or `-` for a tar on stdin (with --check: default `.`)
     #[arg(required_unless_present = "check")]
     context: Option<String>,
@@ -101,6 +104,12 @@ fn main() -> ExitCode {
         // RUN steps must not reach this binary through /proc/self/exe (CVE-2019-5736): from
         // here on img-build runs a sealed copy of itself.
         img::runtime::sealed_exe::ensure("img-build")?;
+        // A RUN step's helper: img-build started again by itself to run one container.
+        let mut argv = std::env::args_os().skip(1);
+        if argv.next().as_deref() == Some(img_build::run_step::HELPER_ARG.as_ref()) {
+            let dir = argv.next().context("the helper needs the step's directory")?;
+            return Ok(img_build::run_step::helper(Path::new(&dir)));
+        }
         let args = Args::parse();
         // stdout carries the record only: RUN steps inherit fd 1, so it points at stderr
         // while building and the record goes to a saved copy of the real stdout.
@@ -145,6 +154,7 @@ fn main() -> ExitCode {
                 total: limit(args.download_timeout),
                 max_bytes: args.download_max_size,
             },
+            jobs: args.stage_jobs.map_or_else(build::default_jobs, |n| n as usize),
         };
         let platform = options.platform.to_string();
         let connections = Connections::new(args.registry.options()?);

@@ -2,9 +2,17 @@
 //! fresh upper directory, so what the command changed is exactly the upper directory.
 //!
 //! The runtime enters new namespaces in the process that calls it (a PID namespace can hold
-//! only one first child), so each RUN runs in a forked child of img-build.
+//! only one first child) and must be called single-threaded, while img-build runs stages on
+//! threads. So each RUN runs in a helper process: img-build itself, started afresh (fork and
+//! exec, safe from any thread) as `img-build __run-step DIR`, reading the step from DIR. The
+//! helper is single-threaded, runs the container and exits with its status; its output goes
+//! through a pipe to the build log, each line prefixed with the stage's name. See
+//! docs/decisions.md, "Parallel stages".
 
+use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, Result, bail};
 use img::layer::root::Root;
@@ -12,12 +20,19 @@ use img::runtime::etc_files;
 use img::runtime::overlay::OverlayDirs;
 use img::runtime::spec::{Mount, Spec};
 use img::runtime::{self, Container, Outcome};
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork};
+use serde::{Deserialize, Serialize};
 
+use crate::jobs::Jobs;
 use crate::ssh_agent::{self, AgentProxy};
 
+/// The first argument that makes img-build the helper running one RUN step.
+pub const HELPER_ARG: &str = "__run-step";
+
+/// The step's description in its scratch directory, for the helper.
+const STEP_FILE: &str = "step.json";
+
 /// One RUN step, ready to go.
+#[derive(Serialize, Deserialize)]
 pub struct RunStep {
     pub argv: Vec<String>,
     pub env: Vec<String>,
@@ -28,7 +43,9 @@ pub struct RunStep {
     pub add_hosts: Vec<String>,
     /// Extra mounts (cache, bind, tmpfs, secret, ssh).
     pub mounts: Vec<Mount>,
-    /// The sockets `mounts` binds for `--mount=type=ssh`, served while the command runs.
+    /// The sockets `mounts` binds for `--mount=type=ssh`, served (by img-build, not the
+    /// helper) while the command runs.
+    #[serde(skip)]
     pub ssh_agents: Vec<AgentProxy>,
     /// Layer snapshots, topmost first.
     pub lower: Vec<PathBuf>,
@@ -39,8 +56,66 @@ pub struct RunStep {
 const MOUNT_POINTS: [&str; 6] = ["proc", "sys", "dev", "etc/hosts", "etc/resolv.conf", "etc/hostname"];
 
 /// Runs the step with `dir` as its scratch space; returns the upper directory holding the
-/// changes. A non-zero exit is an error that says the status.
-pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
+/// changes. The command's output goes to the build log prefixed with `[label]`. A non-zero
+/// exit is an error that says the status; a build being stopped kills the container.
+pub fn run(step: &RunStep, dir: &Path, jobs: &Jobs, label: &str) -> Result<PathBuf> {
+    let overlay = OverlayDirs::create(dir, step.lower.clone())?;
+    // `dir` is the step's private directory (0700); the step's text stays in it.
+    fs::write(dir.join(STEP_FILE), serde_json::to_vec(step)?).context("writing the RUN step")?;
+    // Close-on-exec, so a helper another stage starts meanwhile does not hold our pipe open.
+    let (output, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("img-build")
+        .arg(HELPER_ARG)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write.try_clone().context("dup")?))
+        .stderr(Stdio::from(write));
+    let spawned = jobs.spawn(&mut cmd);
+    drop(cmd); // our copies of the pipe's write end: the relay ends when the helper's close
+    let mut child = spawned?;
+    let status = std::thread::scope(|s| {
+        s.spawn(|| crate::log::relay(std::fs::File::from(output), label));
+        ssh_agent::serve_while(&step.ssh_agents, || jobs.wait(&mut child))
+    })?;
+    jobs.check()?;
+    let code = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 125,
+    };
+    if code != 0 {
+        bail!("the command {:?} returned a non-zero code: {code}", step.argv.join(" "));
+    }
+    let stubs: Vec<String> = MOUNT_POINTS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(step.mounts.iter().map(|m| m.destination.trim_start_matches('/').to_string()))
+        .collect();
+    remove_mount_stubs(&overlay.upper, &overlay.lower, &stubs)?;
+    Ok(overlay.upper)
+}
+
+/// The helper (`img-build __run-step DIR`): runs the step [`run`] left in DIR and exits with
+/// the command's status (125 when the container could not be run, with the reason on stderr).
+pub fn helper(dir: &Path) -> ExitCode {
+    let code = match run_container(dir) {
+        Ok(Outcome::Exited(code)) => code,
+        Ok(Outcome::Failed(f)) => {
+            eprintln!("img-build: {}", f.message);
+            f.code
+        }
+        Err(e) => {
+            eprintln!("img-build: {}", img_cli::one_line(&e));
+            125
+        }
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn run_container(dir: &Path) -> Result<Outcome> {
+    let step: RunStep = serde_json::from_slice(&fs::read(dir.join(STEP_FILE)).context("reading the step")?)
+        .context("reading the step")?;
     let overlay = OverlayDirs::create(dir, step.lower.clone())?;
     let mut spec = Spec::docker_default();
     spec.process.args = step.argv.clone();
@@ -55,6 +130,7 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
     etc_files::add_etc_files(&mut spec, dir, "img-build", step.network_none, true, &extra_hosts)?;
     spec.mounts.extend(step.mounts.iter().cloned());
     let container = Container {
+        // The helper's pid: unique among the steps running at once (cgroups are named by it).
         id: format!("build-{}", std::process::id()),
         spec,
         rootfs: overlay.rootfs(),
@@ -65,50 +141,8 @@ pub fn run(step: &RunStep, dir: &Path) -> Result<PathBuf> {
         tty: false,
         interactive: false,
     };
-
-    // SAFETY: img-build runs no other threads while a step runs (layer work is joined before;
-    // the SSH agent relays start after the fork and are joined before this returns), so the
-    // child may allocate; it leaves through _exit.
-    let status = match unsafe { fork() }.context("fork")? {
-        ForkResult::Child => {
-            let code = match runtime::run(&container) {
-                Ok(Outcome::Exited(code)) => code,
-                Ok(Outcome::Failed(f)) => {
-                    eprintln!("img-build: {}", f.message);
-                    f.code
-                }
-                Err(e) => {
-                    eprintln!("img-build: {}", img_cli::one_line(&e));
-                    125
-                }
-            };
-            // SAFETY: ends the child without running the parent's destructors.
-            unsafe { libc::_exit(code) }
-        }
-        ForkResult::Parent { child } => ssh_agent::serve_while(&step.ssh_agents, || wait_for(child))?,
-    };
-    if status != 0 {
-        bail!("the command {:?} returned a non-zero code: {status}", step.argv.join(" "));
-    }
-    let stubs: Vec<String> = MOUNT_POINTS
-        .iter()
-        .map(|s| s.to_string())
-        .chain(step.mounts.iter().map(|m| m.destination.trim_start_matches('/').to_string()))
-        .collect();
-    remove_mount_stubs(&overlay.upper, &overlay.lower, &stubs)?;
-    Ok(overlay.upper)
-}
-
-/// The exit status of the step's child (128+N if killed by signal N).
-fn wait_for(child: Pid) -> Result<i32> {
-    loop {
-        match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e).context("waiting for the RUN step"),
-        }
-    }
+    // The helper is single-threaded, as the runtime requires; it exits right after.
+    runtime::run(&container)
 }
 
 /// Removes empty files and directories the runtime created as mount points (they are in no

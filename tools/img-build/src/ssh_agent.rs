@@ -31,8 +31,8 @@ pub struct AgentProxy {
 
 impl AgentProxy {
     /// Listens at `socket` on behalf of the agent at `agent`; `uid` and `gid` are ids in the
-    /// container. Bound before the step's fork, so the file exists to be mounted and clients
-    /// that connect before the relays start wait in the listen backlog.
+    /// container. Bound before the step's helper starts, so the file exists to be mounted and
+    /// clients that connect before the relays start wait in the listen backlog.
     pub fn bind(socket: PathBuf, agent: &Path, uid: u32, gid: u32, mode: u32) -> Result<AgentProxy> {
         let listener = UnixListener::bind(&socket)
             .with_context(|| format!("listening on {} for the SSH agent", socket.display()))?;
@@ -84,7 +84,7 @@ fn host_ids(uid: u32, gid: u32) -> (u32, u32) {
 }
 
 /// Runs `wait_for_step` while serving the proxies' clients. The threads this starts are all
-/// joined before it returns, so the caller is single-threaded again (img-build forks per step).
+/// joined before it returns.
 pub fn serve_while<T>(proxies: &[AgentProxy], wait_for_step: impl FnOnce() -> T) -> T {
     if proxies.is_empty() {
         return wait_for_step();

@@ -11,7 +11,7 @@ use crate::state::ImageState;
 
 impl Builder<'_> {
     pub(super) fn dispatch_arg(
-        &mut self,
+        &self,
         cx: &mut StepContext,
         step: &Step,
         args: &[(String, Option<String>)],
@@ -39,7 +39,7 @@ impl Builder<'_> {
     }
 
     pub(super) fn dispatch_env(
-        &mut self,
+        &self,
         cx: &mut StepContext,
         step: &Step,
         pairs: &[(String, String)],
@@ -48,7 +48,7 @@ impl Builder<'_> {
     }
 
     pub(super) fn dispatch_label(
-        &mut self,
+        &self,
         cx: &mut StepContext,
         step: &Step,
         pairs: &[(String, String)],
@@ -59,7 +59,7 @@ impl Builder<'_> {
     /// ENV and LABEL: each `key=value` expanded and set. Every value sees the variables as they
     /// were before the instruction (`set` changes the state, not the step's variables).
     fn set_pairs(
-        &mut self,
+        &self,
         cx: &mut StepContext,
         step: &Step,
         keyword: &str,
@@ -76,19 +76,14 @@ impl Builder<'_> {
         Ok(())
     }
 
-    pub(super) fn dispatch_user(&mut self, cx: &mut StepContext, step: &Step, user: &str) -> Result<()> {
+    pub(super) fn dispatch_user(&self, cx: &mut StepContext, step: &Step, user: &str) -> Result<()> {
         let user = cx.expand(user)?;
         cx.state.set("User", json!(user));
         self.commit_config(cx, step, format!("USER {user}"));
         Ok(())
     }
 
-    pub(super) fn dispatch_expose(
-        &mut self,
-        cx: &mut StepContext,
-        step: &Step,
-        ports: &[String],
-    ) -> Result<()> {
+    pub(super) fn dispatch_expose(&self, cx: &mut StepContext, step: &Step, ports: &[String]) -> Result<()> {
         let mut shown = Vec::new();
         for p in ports {
             for p in cx.expand_words(p)? {
@@ -101,7 +96,7 @@ impl Builder<'_> {
     }
 
     pub(super) fn dispatch_volume(
-        &mut self,
+        &self,
         cx: &mut StepContext,
         step: &Step,
         volumes: &[String],
@@ -114,35 +109,20 @@ impl Builder<'_> {
         Ok(())
     }
 
-    pub(super) fn dispatch_stopsignal(
-        &mut self,
-        cx: &mut StepContext,
-        step: &Step,
-        signal: &str,
-    ) -> Result<()> {
+    pub(super) fn dispatch_stopsignal(&self, cx: &mut StepContext, step: &Step, signal: &str) -> Result<()> {
         let signal = cx.expand(signal)?;
         cx.state.set("StopSignal", json!(signal));
         self.commit_config(cx, step, format!("STOPSIGNAL {signal}"));
         Ok(())
     }
 
-    pub(super) fn dispatch_shell(
-        &mut self,
-        cx: &mut StepContext,
-        step: &Step,
-        argv: &[String],
-    ) -> Result<()> {
+    pub(super) fn dispatch_shell(&self, cx: &mut StepContext, step: &Step, argv: &[String]) -> Result<()> {
         cx.state.set("Shell", json!(argv));
         self.commit_config(cx, step, format!("SHELL {argv:?}"));
         Ok(())
     }
 
-    pub(super) fn dispatch_cmd(
-        &mut self,
-        cx: &mut StepContext,
-        step: &Step,
-        command: &Command,
-    ) -> Result<()> {
+    pub(super) fn dispatch_cmd(&self, cx: &mut StepContext, step: &Step, command: &Command) -> Result<()> {
         cx.state.set_cmd(command);
         let created_by = format!("CMD {:?}", cx.state.argv(command));
         self.commit_config(cx, step, created_by);
@@ -150,7 +130,7 @@ impl Builder<'_> {
     }
 
     pub(super) fn dispatch_entrypoint(
-        &mut self,
+        &self,
         cx: &mut StepContext,
         step: &Step,
         command: &Command,
@@ -162,7 +142,7 @@ impl Builder<'_> {
     }
 
     pub(super) fn dispatch_healthcheck(
-        &mut self,
+        &self,
         cx: &mut StepContext,
         step: &Step,
         health: &Health,
@@ -172,23 +152,13 @@ impl Builder<'_> {
         Ok(())
     }
 
-    pub(super) fn dispatch_onbuild(
-        &mut self,
-        cx: &mut StepContext,
-        step: &Step,
-        trigger: &str,
-    ) -> Result<()> {
+    pub(super) fn dispatch_onbuild(&self, cx: &mut StepContext, step: &Step, trigger: &str) -> Result<()> {
         cx.state.add_onbuild(trigger);
         self.commit_config(cx, step, format!("ONBUILD {trigger}"));
         Ok(())
     }
 
-    pub(super) fn dispatch_maintainer(
-        &mut self,
-        cx: &mut StepContext,
-        step: &Step,
-        name: &str,
-    ) -> Result<()> {
+    pub(super) fn dispatch_maintainer(&self, cx: &mut StepContext, step: &Step, name: &str) -> Result<()> {
         cx.state.config.insert("author".into(), json!(name));
         self.commit_config(cx, step, format!("MAINTAINER {name}"));
         Ok(())
@@ -197,7 +167,7 @@ impl Builder<'_> {
     /// Ends a step that changed only the config: an empty history entry saying what it did
     /// (dated as the last one, so a rebuild gives the same digest), and the key moved on by
     /// that text as the history holds it.
-    pub(super) fn commit_config(&mut self, cx: &mut StepContext, step: &Step, created_by: String) {
+    pub(super) fn commit_config(&self, cx: &mut StepContext, step: &Step, created_by: String) {
         let created = cx.state.last_created().unwrap_or_else(|| self.now());
         cx.state.add_history(&created, &created_by, true);
         self.log(cx.stage, &step.text, "");

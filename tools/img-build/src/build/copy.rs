@@ -24,15 +24,15 @@ enum Kind {
 }
 
 impl Builder<'_> {
-    pub(super) fn dispatch_copy(&mut self, cx: &mut StepContext, step: &Step, spec: &CopySpec) -> Result<()> {
+    pub(super) fn dispatch_copy(&self, cx: &mut StepContext, step: &Step, spec: &CopySpec) -> Result<()> {
         self.copy(cx, step, spec, Kind::Copy)
     }
 
-    pub(super) fn dispatch_add(&mut self, cx: &mut StepContext, step: &Step, spec: &CopySpec) -> Result<()> {
+    pub(super) fn dispatch_add(&self, cx: &mut StepContext, step: &Step, spec: &CopySpec) -> Result<()> {
         self.copy(cx, step, spec, Kind::Add)
     }
 
-    fn copy(&mut self, cx: &mut StepContext, step: &Step, spec: &CopySpec, kind: Kind) -> Result<()> {
+    fn copy(&self, cx: &mut StepContext, step: &Step, spec: &CopySpec, kind: Kind) -> Result<()> {
         let is_add = kind == Kind::Add;
         let x = |s: &str| cx.expand(s);
         let mut dest = x(&spec.dest)?;

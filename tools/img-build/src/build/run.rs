@@ -14,7 +14,7 @@ use img_dockerfile::mount::{Mount, MountKind};
 use img_dockerfile::node::Heredoc;
 use img_dockerfile::stages::Stages;
 
-use super::{Builder, StageResult, StepContext, staging_applier};
+use super::{Builder, Done, StepContext, label, lock, staging_applier};
 use crate::context::BuildContext;
 use crate::run_step::{self, RunStep};
 use crate::ssh_agent::AgentProxy;
@@ -24,7 +24,7 @@ use crate::state::ImageState;
 pub(super) type ContextViews = HashMap<PathBuf, (tempfile::TempDir, PathBuf)>;
 
 impl Builder<'_> {
-    pub(super) fn dispatch_run(&mut self, cx: &mut StepContext, step: &Step, spec: &RunSpec) -> Result<()> {
+    pub(super) fn dispatch_run(&self, cx: &mut StepContext, step: &Step, spec: &RunSpec) -> Result<()> {
         let argv = run_argv(&cx.state, &spec.command, &spec.heredocs);
         let network_none = match spec.network {
             Some(Network::None) => true,
@@ -76,7 +76,7 @@ impl Builder<'_> {
             ssh_agents,
             lower,
         };
-        let upper = run_step::run(&run, dir.path())?;
+        let upper = run_step::run(&run, dir.path(), &self.jobs, &label(cx.stage))?;
         self.commit_changes(&upper, &key, &mut cx.state, &created_by)?;
         cx.key = key;
         Ok(())
@@ -85,10 +85,10 @@ impl Builder<'_> {
     /// `RUN --mount`s as runtime mounts: caches persist in the store between builds; SSH
     /// mounts bind sockets made in the step's scratch directory `dir`, returned to be served.
     fn run_mounts(
-        &mut self,
+        &self,
         mounts: &[Mount],
         dir: &Path,
-        done: &HashMap<usize, StageResult>,
+        done: &Done,
         stages: &Stages,
     ) -> Result<(Vec<RuntimeMount>, Vec<AgentProxy>)> {
         let mut out = Vec::new();
@@ -119,7 +119,7 @@ impl Builder<'_> {
                         }
                         None => bind_source(
                             &self.context,
-                            Some(&mut self.context_views),
+                            Some(&mut lock(&self.context_views)),
                             &source,
                             rw,
                             dir,

@@ -10,7 +10,7 @@ use super::{Builder, StepContext, now_timespec, staging_applier};
 use crate::context::Attributes;
 
 impl Builder<'_> {
-    pub(super) fn dispatch_workdir(&mut self, cx: &mut StepContext, step: &Step, dir: &str) -> Result<()> {
+    pub(super) fn dispatch_workdir(&self, cx: &mut StepContext, step: &Step, dir: &str) -> Result<()> {
         let dir = cx.expand(dir)?;
         cx.state.set_workdir(&dir);
         if !self.workdir_layer(cx, step)? {
@@ -23,7 +23,7 @@ impl Builder<'_> {
     /// The directory is made (with its parents, mode 0755, owned by USER) in a layer of its
     /// own when the image lacks it, as docker does even if no later step uses it. False when
     /// the image has it: then WORKDIR only changes the config.
-    fn workdir_layer(&mut self, cx: &mut StepContext, step: &Step) -> Result<bool> {
+    fn workdir_layer(&self, cx: &mut StepContext, step: &Step) -> Result<bool> {
         let dir = cx.state.workdir();
         let created_by = format!("WORKDIR {dir}");
         let lower = self.lower_dirs(&cx.state)?;
