@@ -189,7 +189,13 @@ impl<'a> Builder<'a> {
             results.insert(i, result);
         }
         let last = results.remove(&target).expect("the target was built");
+        cache::transfer::add_inline(&self.cache, &last.state, &mut self.options.labels);
         self.write_image(last.state)
+    }
+
+    /// The build cache, for `--cache-from` (before [`Builder::build`]) and `--cache-to` (after).
+    pub fn cache(&mut self) -> &mut Cache {
+        &mut self.cache
     }
 
     /// ARGs before the first FROM, with `--build-arg` values and the predefined platform ARGs.
