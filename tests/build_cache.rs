@@ -293,3 +293,32 @@ fn mode_min_leaves_intermediate_stages_out_and_max_keeps_them() {
     let builder_run = runs(&log_c).into_iter().find(|l| l.contains("[builder]")).unwrap();
     assert!(!builder_run.ends_with("CACHED"), "{log_c}");
 }
+
+/// A RUN's key covers what its bind mounts show: a changed file in the context, or a changed
+/// stage, makes it run again (a shared cache must not hand out a stale result).
+#[test]
+fn bind_mounted_files_are_part_of_the_key() {
+    let registry = Registry::anonymous();
+    let (a, base) = base(&registry);
+    let text = format!(
+        "FROM {base} AS gen\n\
+         COPY hello.txt /gen.txt\n\
+         FROM {base}\n\
+         RUN --mount=type=bind,source=tree,target=/t cat /t/sub/f > /f\n\
+         RUN --mount=type=bind,from=gen,target=/g cat /g/gen.txt > /g.txt\n"
+    );
+    let ctx = context(&std::env::temp_dir(), &text);
+    let (first, _) = build(&a, ctx.path(), &[]);
+    let (again, log) = build(&a, ctx.path(), &[]);
+    all_cached(&log);
+    assert_eq!(again, first);
+
+    fs::write(ctx.path().join("tree/sub/f"), "changed\n").unwrap();
+    let (_, log) = build(&a, ctx.path(), &[]);
+    assert!(!runs(&log)[0].ends_with("CACHED"), "{log}");
+
+    fs::write(ctx.path().join("hello.txt"), "changed\n").unwrap();
+    let (_, log) = build(&a, ctx.path(), &[]);
+    let ran = runs(&log);
+    assert!(ran[0].ends_with("CACHED") && !ran[1].ends_with("CACHED"), "{log}");
+}
