@@ -322,3 +322,34 @@ fn bind_mounted_files_are_part_of_the_key() {
     let ran = runs(&log);
     assert!(ran[0].ends_with("CACHED") && !ran[1].ends_with("CACHED"), "{log}");
 }
+
+/// Layers are checked against their digests when fetched: a cache layer changed on disk is
+/// refused with a warning, and its step runs.
+#[test]
+fn a_tampered_layer_is_refused_and_its_step_runs() {
+    let registry = Registry::anonymous();
+    let (a, base) = base(&registry);
+    let text = dockerfile(&base);
+    let ctx = context(&std::env::temp_dir(), &text);
+    let dir = tempfile::tempdir().unwrap();
+    let to = format!("type=local,dest={}", dir.path().display());
+    let (digest_a, _) = build(&a, ctx.path(), &["--cache-to", &to]);
+    let layout = Layout::open(a.layout()).unwrap();
+    let layers =
+        document::parse_manifest(&layout.read_blob(&digest_a.parse().unwrap()).unwrap()).unwrap().layers;
+    let last = &layers[layers.len() - 1];
+    let path = Layout::open(dir.path()).unwrap().blob_path(&last.digest);
+    let mut bytes = fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    fs::write(&path, bytes).unwrap();
+
+    let b = Store::new();
+    let from = format!("type=local,src={}", dir.path().display());
+    let (digest_b, log) = build(&b, ctx.path(), &["--cache-from", &from]);
+    assert!(log.contains(&format!("layer {}", last.digest)), "{log}");
+    let ran = runs(&log);
+    assert!(ran[0].ends_with("CACHED") && !ran[1].ends_with("CACHED"), "{log}");
+    assert_ne!(digest_b, digest_a);
+    assert!(!Layout::open(b.layout()).unwrap().has_blob(&last.digest));
+}
