@@ -240,9 +240,20 @@ impl<'a> Builder<'a> {
         };
         let mut results = self.run_stages(&order, &deps, &run)?;
         let last = results.remove(&target).expect("the target was built");
-        let last = Arc::try_unwrap(last)
+        let mut last = Arc::try_unwrap(last)
             .unwrap_or_else(|shared| StageResult { state: shared.state.clone(), key: shared.key.clone() });
+        // --cache-to type=inline: the cache's entries travel as a label of the image.
+        let mut inline = Vec::new();
+        cache::transfer::add_inline(&self.cache, &last.state, &mut inline);
+        for (k, v) in &inline {
+            last.state.set_label(k, v);
+        }
         self.write_image(last.state)
+    }
+
+    /// The build cache, for `--cache-from` (before [`Builder::build`]) and `--cache-to` (after).
+    pub fn cache(&mut self) -> &mut Cache {
+        &mut self.cache
     }
 
     /// Runs the stages of `order` (dependencies first), each as soon as the stages it depends

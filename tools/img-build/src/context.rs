@@ -347,7 +347,16 @@ impl BuildContext {
         }
         if !excluded {
             h.update(slash(rel).as_bytes());
-            h.update(format!("\0{:o}:{}:{}\0", st.st_mode, st.st_size, st.st_rdev).as_bytes());
+            // Only what is the same on every machine: a directory's size is the filesystem's
+            // (ext4 4096, tmpfs and overlayfs count entries), a device number only means
+            // something for a device.
+            let size = if kind == FileType::RegularFile { st.st_size as u64 } else { 0 };
+            let rdev = if matches!(kind, FileType::CharacterDevice | FileType::BlockDevice) {
+                st.st_rdev as u64
+            } else {
+                0
+            };
+            h.update(format!("\0{:o}:{size}:{rdev}\0", st.st_mode).as_bytes());
         }
         match kind {
             FileType::Directory => {
@@ -509,6 +518,41 @@ mod tests {
     fn applier(dir: &Path) -> Applier {
         use img::layer::apply::{Options, Owners, Whiteouts};
         Applier::new(dir, Options { whiteouts: Whiteouts::Delete, owners: Owners::Chown }).unwrap()
+    }
+
+    /// A build on another machine must find the same keys: the same files give the same
+    /// digest on ext4 and on tmpfs, whose directory sizes differ.
+    #[test]
+    fn digests_do_not_depend_on_the_filesystem() {
+        let shm = Path::new("/dev/shm");
+        let dirs = [
+            tempfile::tempdir().unwrap(),
+            match shm.is_dir() {
+                true => tempfile::tempdir_in(shm).unwrap(),
+                false => tempfile::tempdir().unwrap(),
+            },
+        ];
+        let digests: Vec<_> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, dir)| {
+                let d = dir.path();
+                fs::create_dir_all(d.join("tree/sub")).unwrap();
+                fs::write(d.join("tree/sub/f"), "f").unwrap();
+                if i == 0 {
+                    // A directory that once held many entries keeps its size on ext4.
+                    for n in 0..300 {
+                        fs::write(d.join(format!("tree/{n:0>60}")), "").unwrap();
+                    }
+                    for n in 0..300 {
+                        fs::remove_file(d.join(format!("tree/{n:0>60}"))).unwrap();
+                    }
+                }
+                let ctx = BuildContext::open(d).unwrap();
+                ctx.digest(&ctx.resolve("tree").unwrap()).unwrap()
+            })
+            .collect();
+        assert_eq!(digests[0], digests[1]);
     }
 
     fn context() -> (tempfile::TempDir, BuildContext) {

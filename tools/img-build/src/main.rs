@@ -21,6 +21,7 @@ use img::registry::Connections;
 use img::registry::timeouts::limit;
 use img::store;
 use img_build::build::{self, Builder};
+use img_build::cache::transfer::{self, CacheFrom, CacheTo};
 use img_build::context::BuildContext;
 use img_cli::{LayoutArg, RegistryArgs};
 
@@ -54,6 +55,15 @@ struct Args {
     /// Run every step, ignoring the build cache
     #[arg(long)]
     no_cache: bool,
+    /// Export the build cache (repeatable): `type=registry,ref=REF[,mode=min|max]`,
+    /// `type=local,dest=DIR[,mode=min|max]` or `type=inline` (in the image's config)
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Vec<String>,
+    /// Use an exported build cache (repeatable): `type=registry,ref=REF` (a cache, or an image
+    /// built with `--cache-to type=inline`) or `type=local,src=DIR`; one that cannot be read is
+    /// a warning
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
     /// Pull base images even if the layout has them
     #[arg(long)]
     pull: bool,
@@ -157,6 +167,10 @@ fn main() -> ExitCode {
             jobs: args.stage_jobs.map_or_else(build::default_jobs, |n| n as usize),
         };
         let platform = options.platform.to_string();
+        let cache_to = args.cache_to.iter().map(|s| CacheTo::parse(s)).collect::<Result<Vec<_>>>()?;
+        let cache_from = args.cache_from.iter().map(|s| CacheFrom::parse(s)).collect::<Result<Vec<_>>>()?;
+        let mut cache_connections = Connections::new(args.registry.options()?);
+        let build_platform = options.platform.clone();
         let connections = Connections::new(args.registry.options()?);
         let root = store::root()?;
         let context = BuildContext::open(&context_dir)?;
@@ -165,7 +179,24 @@ fn main() -> ExitCode {
             output.check()?;
         }
         warn(&options.dockerfile_name, &options.dockerfile)?;
-        let built = Builder::new(&layout, &root, context, options, connections)?.build()?;
+        let mut builder = Builder::new(&layout, &root, context, options, connections)?;
+        for (from, spec) in cache_from.iter().zip(&args.cache_from) {
+            match transfer::import(from, &mut cache_connections, &build_platform) {
+                Ok(imported) => builder.cache().add_import(imported),
+                Err(e) => eprintln!(
+                    "img-build: warning: --cache-from {spec}: {}; not using it",
+                    img_cli::one_line(&e)
+                ),
+            }
+        }
+        builder.cache().inline = cache_to.contains(&CacheTo::Inline);
+        let built = builder.build()?;
+        if !cache_to.is_empty() {
+            let manifest = img::document::parse_manifest(&layout.read_document(&built.manifest)?)?;
+            for to in &cache_to {
+                transfer::export(builder.cache(), &layout, &manifest.layers, to, &mut cache_connections)?;
+            }
+        }
         if let Some(output) = &output {
             img_build::output::export(&layout, &built.manifest.digest, output)?;
         }

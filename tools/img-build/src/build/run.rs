@@ -24,6 +24,33 @@ use crate::state::ImageState;
 pub(super) type ContextViews = HashMap<PathBuf, (tempfile::TempDir, PathBuf)>;
 
 impl Builder<'_> {
+    /// What a RUN's bind mounts show, for its key: the digest of the context files bound, or
+    /// the key of the stage or the digest of the image bound. Without it a step whose mounted
+    /// files changed would hit (here, or on any machine that imports this cache).
+    fn bind_inputs(&self, cx: &StepContext, mounts: &[Mount]) -> Vec<String> {
+        let mut inputs = Vec::new();
+        for m in mounts.iter().filter(|m| m.kind == MountKind::Bind) {
+            let source = m.source.as_deref().unwrap_or_default();
+            let input = match &m.from {
+                None => self
+                    .context
+                    .resolve(source)
+                    .and_then(|found| self.context.digest(&found))
+                    .map(|d| d.to_string()),
+                Some(from) => match cx.stages.find(from).and_then(|i| cx.done.get(&i)) {
+                    Some(stage) => Ok(format!("stage:{}", stage.key.0)),
+                    None => {
+                        let platform = self.options.platform.clone();
+                        self.base_image(from, &platform).map(|(_, digest)| format!("image:{digest}"))
+                    }
+                },
+            };
+            // One that cannot be read fails when it is mounted, with the reason.
+            inputs.push(input.unwrap_or_else(|_| "unreadable".to_string()));
+        }
+        inputs
+    }
+
     pub(super) fn dispatch_run(&self, cx: &mut StepContext, step: &Step, spec: &RunSpec) -> Result<()> {
         let argv = run_argv(&cx.state, &spec.command, &spec.heredocs);
         let network_none = match spec.network {
@@ -46,7 +73,8 @@ impl Builder<'_> {
         }
         let user = cx.state.user();
         let cwd = cx.state.workdir();
-        let mount_keys: Vec<String> = mounts.iter().map(|m| format!("{m:?}")).collect();
+        let mut mount_keys: Vec<String> = mounts.iter().map(|m| format!("{m:?}")).collect();
+        mount_keys.extend(self.bind_inputs(cx, mounts));
         let key = cx.key.then(&[
             "RUN",
             &serde_json::to_string(&argv)?,
