@@ -24,6 +24,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    img_cli::generate::<Args>("img-ls");
     img_cli::run("img-ls", || {
         let args = Args::parse();
         let path = store::choose_layout(args.layout.layout.as_deref(), None)?;
