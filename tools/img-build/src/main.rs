@@ -110,6 +110,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    img_cli::generate::<Args>("img-build");
     img_cli::run("img-build", || {
         // RUN steps must not reach this binary through /proc/self/exe (CVE-2019-5736): from
         // here on img-build runs a sealed copy of itself.

@@ -58,6 +58,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    img_cli::generate::<Args>("img-inspect");
     img_cli::run("img-inspect", || {
         let args = Args::parse();
         let mut connections = Connections::new(args.registry.options()?);

@@ -45,6 +45,7 @@ fn usage(message: &str) -> ! {
 }
 
 fn main() -> ExitCode {
+    img_cli::generate::<Args>("img-login");
     img_cli::run("img-login", || {
         let args = Args::parse();
         let registry = docker_config::registry_name(&args.registry)?;

@@ -22,6 +22,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    img_cli::generate::<Args>("img-logout");
     img_cli::run("img-logout", || {
         let args = Args::parse();
         let registry = docker_config::registry_name(&args.registry)?;

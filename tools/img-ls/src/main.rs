@@ -25,6 +25,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    img_cli::generate::<Args>("img-ls");
     img_cli::run("img-ls", || {
         let args = Args::parse();
         let table = !args.json && std::io::stdout().is_terminal();

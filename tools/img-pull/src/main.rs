@@ -46,6 +46,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    img_cli::generate::<Args>("img-pull");
     img_cli::run("img-pull", || {
         let args = Args::parse();
         img_cli::require_images::<Args>(&args.images, "name references as arguments or JSON Lines on stdin");

@@ -44,6 +44,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    img_cli::generate::<Args>("img-push");
     img_cli::run("img-push", || {
         let args = Args::parse();
         img_cli::require_images::<Args>(&args.images, "name images as arguments or JSON Lines on stdin");

@@ -44,6 +44,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    img_cli::generate::<Args>("img-rm");
     img_cli::run("img-rm", || {
         let args = Args::parse();
         let flag = args.layout.layout.as_deref();

@@ -160,6 +160,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    img_cli::generate::<Args>("img-run");
     // Nothing img-run inherited beyond stdio may reach a container (CVE-2024-21626: a leaked
     // directory descriptor as the working directory reaches the host's filesystem).
     // SAFETY: close_range with integer arguments; nothing is open yet but stdio and what we

@@ -26,6 +26,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    img_cli::generate::<Args>("img-tag");
     img_cli::run("img-tag", || {
         let args = Args::parse();
         let from_stdin = match args.names.as_slice() {

@@ -43,6 +43,7 @@ struct Args {
 const MARKER: &str = "img-unpack.json";
 
 fn main() -> ExitCode {
+    img_cli::generate::<Args>("img-unpack");
     img_cli::run("img-unpack", || {
         let args = Args::parse();
         let inputs = record::inputs(args.image.as_slice())?;
