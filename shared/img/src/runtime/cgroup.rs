@@ -119,16 +119,23 @@ fn unescape(s: &str) -> String {
     s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
 
+/// This process's `/proc/self/cgroup`, read once: the tools never move themselves between
+/// cgroups (only a container's child joins its own), and a start asks it some thirty times.
+fn self_cgroups() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default())
+}
+
 /// Whether `name` is a controller of a v1 hierarchy this process is in.
 fn is_v1_controller(name: &str) -> bool {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    text.lines().any(|l| l.split(':').nth(1).is_some_and(|names| names.split(',').any(|n| n == name)))
+    self_cgroups()
+        .lines()
+        .any(|l| l.split(':').nth(1).is_some_and(|names| names.split(',').any(|n| n == name)))
 }
 
 /// This process's cgroup path in the v1 hierarchy of `controller` (or v2 with `None`).
 fn own_path(controller: Option<&str>) -> String {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    for line in text.lines() {
+    for line in self_cgroups().lines() {
         let mut f = line.splitn(3, ':');
         let (_, names, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or("/"));
         let hit = match controller {
