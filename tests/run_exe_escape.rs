@@ -61,8 +61,12 @@ struct Seen {
 }
 
 fn parse_probe(text: &str) -> Seen {
-    let line =
-        text.lines().find(|l| l.starts_with("dev=")).unwrap_or_else(|| panic!("no probe line in {text:?}"));
+    // img-build's log prefixes a RUN step's lines with its stage (`[0] dev=…`).
+    let line = text
+        .lines()
+        .map(|l| l.strip_prefix('[').and_then(|r| r.split_once("] ")).map_or(l, |(_, rest)| rest))
+        .find(|l| l.starts_with("dev="))
+        .unwrap_or_else(|| panic!("no probe line in {text:?}"));
     let field = |key: &str| {
         line.split(' ')
             .find_map(|f| f.strip_prefix(&format!("{key}=")))
