@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Result, anyhow, bail};
 use clap::Parser;
 use img::archive::{self, ArchiveRef, Format};
+use img::document::Descriptor;
 use img::layout::Layout;
 use img::layout::ref_names;
 use img::record::{self, ImageRecord, Input};
@@ -83,16 +84,7 @@ fn push_one(
     options: &PushOptions,
     progress: &Bars,
 ) -> Result<()> {
-    let layout = Layout::open(store::choose_layout(args.layout.layout.as_deref(), input.layout.as_deref())?)?;
-    let index = layout.read_index()?;
-    let found = index.find(&input.name);
-    let Some(&first) = found.first() else {
-        bail!("no such image in {}", layout.root().display());
-    };
-    let root = index.entries()[first].clone();
-    if found.iter().any(|&i| index.entries()[i].digest != root.digest) {
-        bail!("names several images in {}: use a full reference or a digest", layout.root().display());
-    }
+    let (layout, root) = find_image(args, input)?;
     let stored =
         root.ref_name().filter(|n| !ref_names::is_bare_tag(n)).and_then(|n| n.parse::<Reference>().ok());
     let dest = match to {
@@ -147,16 +139,7 @@ impl Destination {
 /// Writes one image of the layout into an archive. With `-` the archive is stdout, so no
 /// record is printed; a docker archive cannot keep the image's digest, and a warning says so.
 fn export_one(input: &Input, args: &Args, to: &ArchiveRef) -> Result<()> {
-    let layout = Layout::open(store::choose_layout(args.layout.layout.as_deref(), input.layout.as_deref())?)?;
-    let index = layout.read_index()?;
-    let found = index.find(&input.name);
-    let Some(&first) = found.first() else {
-        bail!("no such image in {}", layout.root().display());
-    };
-    let root = index.entries()[first].clone();
-    if found.iter().any(|&i| index.entries()[i].digest != root.digest) {
-        bail!("names several images in {}: use a full reference or a digest", layout.root().display());
-    }
+    let (layout, root) = find_image(args, input)?;
     if to.format == Format::Docker
         && let Some(r) = &to.reference
         && r.parse::<Reference>().ok().and_then(|r| r.tag().map(str::to_string)).is_none()
@@ -182,4 +165,19 @@ fn export_one(input: &Input, args: &Args, to: &ArchiveRef) -> Result<()> {
     }
     let reference = root.ref_name().map(str::to_string);
     record::print(&ImageRecord { extra, ..ImageRecord::new(&root, reference, layout.root()) })
+}
+
+/// The layout (the record's, `--layout` or the store's) and the one image `input` names in it.
+fn find_image(args: &Args, input: &Input) -> Result<(Layout, Descriptor)> {
+    let layout = Layout::open(store::choose_layout(args.layout.layout.as_deref(), input.layout.as_deref())?)?;
+    let index = layout.read_index()?;
+    let found = index.find(&input.name);
+    let Some(&first) = found.first() else {
+        bail!("no such image in {}", layout.root().display());
+    };
+    let root = index.entries()[first].clone();
+    if found.iter().any(|&i| index.entries()[i].digest != root.digest) {
+        bail!("names several images in {}: use a full reference or a digest", layout.root().display());
+    }
+    Ok((layout, root))
 }

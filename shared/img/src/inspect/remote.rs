@@ -15,7 +15,7 @@ use crate::document::{self, Descriptor};
 use crate::media_type::{self, Kind};
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::registry::pull::choose;
+use crate::registry::pull::choose_or_explain;
 use crate::registry::{Budget, FetchedManifest, MAX_CONFIG, Registry, Repository, status_error};
 
 /// Reads `reference` from its registry; for an index, the manifest for `platform` (default:
@@ -33,14 +33,7 @@ pub fn read(registry: &Registry, reference: &Reference, platform: Option<&Platfo
         Kind::Index => {
             let index = document::parse_index(&root.bytes)?;
             let want = platform.cloned().unwrap_or_else(Platform::host);
-            let child = choose(&index.manifests, &want).ok_or_else(|| {
-                let have: Vec<String> = index
-                    .manifests
-                    .iter()
-                    .filter_map(|m| m.platform.as_ref().map(ToString::to_string))
-                    .collect();
-                anyhow!("no image for {want} in the index (it has: {})", have.join(", "))
-            })?;
+            let child = choose_or_explain(&index.manifests, &want)?;
             if child.size > document::MAX_MANIFEST_BYTES {
                 bail!("manifest {}: said to be {} bytes, more than we accept", child.digest, child.size);
             }

@@ -213,14 +213,7 @@ pub fn pull(
                 (root.descriptor.clone(), None)
             } else {
                 let want = options.platform.clone().unwrap_or_else(Platform::host);
-                let child = choose(&index.manifests, &want).ok_or_else(|| {
-                    let have: Vec<String> = index
-                        .manifests
-                        .iter()
-                        .filter_map(|m| m.platform.as_ref().map(ToString::to_string))
-                        .collect();
-                    anyhow!("no image for {want} in the index (it has: {})", have.join(", "))
-                })?;
+                let child = choose_or_explain(&index.manifests, &want)?;
                 let doc = document(&repo, layout, &child.digest, &child.media_type)?;
                 let mut target = doc.descriptor.clone();
                 target.platform = child.platform.clone();
@@ -323,6 +316,15 @@ pub fn choose<'a>(manifests: &'a [Descriptor], want: &Platform) -> Option<&'a De
         .find(|m| m.platform.as_ref().is_some_and(|p| p.variant == want.variant))
         .or_else(|| candidates.first())
         .copied()
+}
+
+/// [`choose`], or an error listing the platforms the index has.
+pub fn choose_or_explain<'a>(manifests: &'a [Descriptor], want: &Platform) -> Result<&'a Descriptor> {
+    choose(manifests, want).ok_or_else(|| {
+        let have: Vec<String> =
+            manifests.iter().filter_map(|m| m.platform.as_ref().map(ToString::to_string)).collect();
+        anyhow!("no image for {want} in the index (it has: {})", have.join(", "))
+    })
 }
 
 /// Downloads one blob into the layout, continuing a partial download with a Range request.
