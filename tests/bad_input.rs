@@ -218,6 +218,12 @@ fn bad_stdin_records_are_clear_errors() {
     let out = run("img-rm", &f.path, &[], "{\"bundle\":\"/b\",\"image\":{\"ref\":\"app:1\"}}\n");
     assert_success(&out, "img-rm");
     assert!(check::refs(&f.path).is_empty());
+    // A record without its ref (`jq 'del(.ref)'`) to img-pull: a digest names no repository; it
+    // is said so, not looked up as docker.io/library/sha256 (issue 12).
+    let digest = a.manifest.descriptor.digest.to_string();
+    let out = run("img-pull", &f.path, &[], &format!("{{\"digest\":\"{digest}\"}}\n"));
+    let err = assert_error(&out, "img-pull", &["a digest alone names no repository"]);
+    assert!(err.starts_with(&format!("img-pull: {digest}: ")) && !err.contains("docker.io"), "{err}");
 }
 
 #[test]

@@ -72,7 +72,11 @@ fn main() -> ExitCode {
                 Transport::Archive(a) => (a.and_then(|a| import_archive(&a, &layout, &import)), true),
             };
             if let Err(e) = pulled {
-                let parsed = input.name.parse::<Reference>().ok().filter(|_| !archive);
+                let parsed = input
+                    .name
+                    .parse::<Reference>()
+                    .ok()
+                    .filter(|_| !archive && !is_digest_alone(&input.name));
                 let shown = parsed.map_or(input.name.clone(), |r| r.to_string());
                 eprintln!("img-pull: {shown}: {}", img_cli::one_line(&e));
                 ok = false;
@@ -90,6 +94,10 @@ fn pull_one(
     referrers: bool,
     progress: &Bars,
 ) -> Result<()> {
+    // A record without its ref (`jq 'del(.ref)'`) names a digest alone: no repository to ask.
+    if is_digest_alone(name) {
+        anyhow::bail!("a digest alone names no repository to pull from: give REPOSITORY@{name}");
+    }
     let reference: Reference = name.parse()?;
     let registry = connections.get(reference.registry())?;
     let pulled = pull::pull(&registry, layout, &reference, options, progress)?;
@@ -134,4 +142,9 @@ fn import_archive(archive: &ArchiveRef, layout: &Layout, options: &ImportOptions
         })?;
     }
     Ok(())
+}
+
+/// `sha256:…` with no repository before it (which would otherwise parse as image `sha256`).
+fn is_digest_alone(name: &str) -> bool {
+    name.starts_with("sha256:") || name.starts_with("sha512:")
 }
