@@ -36,6 +36,17 @@ pub enum Body<'a> {
     },
 }
 
+impl Body<'_> {
+    /// The time limit a request with this body gets: a file is a layer transfer, anything
+    /// else a document (see [`super::timeouts`]).
+    fn budget(&self) -> Budget {
+        match self {
+            Body::File { .. } => Budget::Transfer,
+            _ => Budget::Document,
+        }
+    }
+}
+
 /// One request as [`Registry::send_with`] sends it (and sends again on a retry).
 #[derive(Clone, Copy)]
 pub(super) struct Request<'a> {
@@ -175,13 +186,9 @@ impl Registry {
         body: Body<'_>,
         on_retry: impl FnMut(),
     ) -> Result<HttpResponse> {
-        let budget = match body {
-            Body::File { .. } => Budget::Transfer,
-            _ => Budget::Document,
-        };
         self.send_with(
             self.options.retries,
-            budget,
+            body.budget(),
             Request { method: &method, url, scope, headers, body },
             on_retry,
         )
@@ -197,11 +204,7 @@ impl Registry {
         headers: &[(&str, String)],
         body: Body<'_>,
     ) -> Result<HttpResponse> {
-        let budget = match body {
-            Body::File { .. } => Budget::Transfer,
-            _ => Budget::Document,
-        };
-        self.send_with(0, budget, Request { method: &method, url, scope, headers, body }, || {})
+        self.send_with(0, body.budget(), Request { method: &method, url, scope, headers, body }, || {})
     }
 
     /// [`Registry::send`] with the number of retries and the time budget given.
