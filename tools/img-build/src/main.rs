@@ -131,9 +131,9 @@ fn main() -> ExitCode {
             return check(&dockerfile.1, &dockerfile.0, &mut records);
         }
         let layout = Layout::open_or_create(store::choose_layout(args.layout.layout.as_deref(), None)?)?;
-        // Secrets given as variables live in files of this private directory for the build.
-        let secret_files = tempfile::Builder::new().prefix("img-build-secrets-").tempdir()?;
         let tags = args.tags.iter().map(|t| t.parse::<Reference>()).collect::<Result<Vec<_>>>()?;
+        // Secrets given as variables live in files of a private directory for the build.
+        let (secret_paths, _secret_files) = secrets(&args.secrets)?;
         let options = build::Options {
             dockerfile: dockerfile.0,
             dockerfile_name: dockerfile.1,
@@ -156,7 +156,7 @@ fn main() -> ExitCode {
             },
             pull: args.pull,
             compression: args.compression,
-            secrets: secrets(&args.secrets, secret_files.path())?,
+            secrets: secret_paths,
             ssh: ssh_agents(&args.ssh)?,
             source_date_epoch: source_date_epoch()?,
             download: img_build::download::Limits {
@@ -397,11 +397,20 @@ fn key_values(items: &[String], flag: &str, from_env: bool) -> Result<BTreeMap<S
 }
 
 /// `--secret id=NAME,src=FILE` (also `source=`), `id=NAME,env=VAR` (the variable's value, in a
-/// file of `dir` readable by its owner only), `type=file|env` as BuildKit spells them, and
-/// `id=VAR` alone for the variable of that name.
-fn secrets(items: &[String], dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+/// file readable by its owner only, in a private directory made for the first such secret and
+/// returned to be kept for the build), `type=file|env` as BuildKit spells them, and `id=VAR`
+/// alone for the variable of that name.
+fn secrets(items: &[String]) -> Result<(BTreeMap<String, PathBuf>, Option<tempfile::TempDir>)> {
     let mut out = BTreeMap::new();
-    for item in items {
+    let mut dir: Option<tempfile::TempDir> = None;
+    for (index, item) in items.iter().enumerate() {
+        let mut from_env = |var: &str, id: &str| -> Result<PathBuf> {
+            let d = match &mut dir {
+                Some(d) => d,
+                none => none.insert(tempfile::Builder::new().prefix("img-build-secrets-").tempdir()?),
+            };
+            secret_from_env(id, var, &d.path().join(format!("secret-{index}")))
+        };
         let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
         for field in item.split(',') {
             match field.split_once('=') {
@@ -415,33 +424,32 @@ fn secrets(items: &[String], dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
         let Some(id) = id else { bail!("--secret {item:?}: needs id=NAME") };
         let file = match (src, env, kind) {
             (Some(_), Some(_), _) => bail!("--secret {id}: give src= or env=, not both"),
-            (Some(src), None, Some("env")) => secret_from_env(&id, &src.to_string_lossy(), dir)?,
+            (Some(src), None, Some("env")) => from_env(&src.to_string_lossy(), &id)?,
             (Some(src), None, _) => {
                 if !src.is_file() {
                     bail!("--secret {id}: {} is not a file", src.display());
                 }
                 std::fs::canonicalize(src)?
             }
-            (None, Some(var), _) => secret_from_env(&id, &var, dir)?,
-            (None, None, _) => secret_from_env(&id, &id, dir)?,
+            (None, Some(var), _) => from_env(&var, &id)?,
+            (None, None, _) => from_env(&id, &id)?,
         };
         out.insert(id, file);
     }
-    Ok(out)
+    Ok((out, dir))
 }
 
-/// The value of `$var` in a new file of `dir`, mode 0400, for the secret `id`.
-fn secret_from_env(id: &str, var: &str, dir: &Path) -> Result<PathBuf> {
+/// The value of `$var` in the new file `path`, mode 0400, for the secret `id`. (Files are
+/// named by the flag's position, not the id: ids are the user's own text.)
+fn secret_from_env(id: &str, var: &str, path: &Path) -> Result<PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let Some(value) = std::env::var_os(var) else {
         bail!("--secret {id}: the variable {var} is not set (or give src=FILE)");
     };
-    // Named by the id's place in a private directory: ids are the user's own text.
-    let path = dir.join(format!("secret-{}", std::fs::read_dir(dir)?.count()));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o400).open(&path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o400).open(path)?;
     f.write_all(value.as_encoded_bytes())?;
-    Ok(path)
+    Ok(path.to_path_buf())
 }
 
 /// `--ssh ID[=SOCKET]`: agent sockets by id; without a socket, the caller's `$SSH_AUTH_SOCK`.
