@@ -1,7 +1,10 @@
 //! img-ls: list the images of an OCI image layout.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -95,15 +98,13 @@ fn stdin_is_piped() -> bool {
 fn list_records(args: &Args, table: bool) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     let mut rows = Vec::new();
+    // Each layout opened and its index read once, however many records name it.
+    let mut opened: HashMap<PathBuf, (Layout, Vec<img::document::Descriptor>)> = HashMap::new();
     for input in record::inputs(&[])? {
-        let found = (|| -> anyhow::Result<Option<(Layout, img::document::Descriptor)>> {
-            let path = store::choose_layout(args.layout.layout.as_deref(), input.layout.as_deref())?;
-            let layout = Layout::open(&path)?;
-            let entries = layout.read_index()?.entries().to_vec();
-            Ok(ref_names::find(&entries, &input.name).first().map(|&i| (layout, entries[i].clone())))
-        })();
+        let found = store::choose_layout(args.layout.layout.as_deref(), input.layout.as_deref())
+            .and_then(|path| find_in(&mut opened, path, &input.name));
         match found {
-            Ok(Some((layout, entry))) => failed |= !show(&layout, std::iter::once(&entry), table, &mut rows)?,
+            Ok(Some((layout, entry))) => failed |= !show(layout, std::iter::once(&entry), table, &mut rows)?,
             Ok(None) => {
                 eprintln!("img-ls: {}: no such image in the layout", input.name);
                 failed = true;
@@ -118,6 +119,24 @@ fn list_records(args: &Args, table: bool) -> anyhow::Result<ExitCode> {
         print_table(&rows);
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The entry `name` finds in the layout at `path`, opening it (and reading its index) only the
+/// first time.
+fn find_in<'m>(
+    opened: &'m mut HashMap<PathBuf, (Layout, Vec<img::document::Descriptor>)>,
+    path: PathBuf,
+    name: &str,
+) -> anyhow::Result<Option<(&'m Layout, img::document::Descriptor)>> {
+    let (layout, entries) = match opened.entry(path) {
+        Entry::Occupied(o) => o.into_mut(),
+        Entry::Vacant(v) => {
+            let layout = Layout::open(v.key())?;
+            let entries = layout.read_index()?.entries().to_vec();
+            v.insert((layout, entries))
+        }
+    };
+    Ok(ref_names::find(entries, name).first().map(|&i| (&*layout, entries[i].clone())))
 }
 
 /// Prints each entry's record (or keeps its row for the table); false if one failed.
