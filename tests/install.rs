@@ -68,7 +68,8 @@ fn every_tool_prints_a_man_page_that_man_renders() {
             // roff escapes the dashes: `\-\-platform`.
             assert!(page.contains(&flag.replace('-', "\\-")), "{tool}: man page lacks {flag}");
         }
-        if has("man") {
+        img_e2e::require("man"); // scripts/setup installs man-db
+        {
             let file = dir.path().join(format!("{tool}.1"));
             std::fs::write(&file, &page).unwrap();
             let out = Command::new("man")
@@ -84,8 +85,6 @@ fn every_tool_prints_a_man_page_that_man_renders() {
             assert!(text.contains("NAME") && text.contains(&tool), "{tool}: man rendered\n{text}");
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert!(!stderr.contains("warning") && !stderr.contains("error"), "{tool}: man said {stderr}");
-        } else {
-            eprintln!("man is not installed: the man pages were not rendered");
         }
     }
 }
@@ -186,7 +185,8 @@ fn install_lays_out_binaries_man_pages_and_completions_under_the_prefix() {
         assert!(out.status.success(), "{tool} --version: {out:?}");
     }
     // man finds the pages by name under the prefix.
-    if has("man") {
+    img_e2e::require("man");
+    {
         let out = Command::new("man")
             .arg("-M")
             .arg(prefix.join("share/man"))
