@@ -353,3 +353,30 @@ fn a_tampered_layer_is_refused_and_its_step_runs() {
     assert_ne!(digest_b, digest_a);
     assert!(!Layout::open(b.layout()).unwrap().has_blob(&last.digest));
 }
+
+/// SOURCE_DATE_EPOCH is part of every step's key: a build with it after one without makes the
+/// image a clean build with it makes (its layers' times clamped), and a plain build after it
+/// makes the plain image again, not one with the clamped times.
+#[test]
+fn source_date_epoch_is_part_of_the_cache_key() {
+    let parent = tempfile::tempdir().unwrap();
+    let ctx = context(parent.path(), "FROM scratch\nCOPY hello.txt tree /\n");
+    let build_with = |store: &Store, epoch: Option<&str>| -> String {
+        let mut cmd = store.command("img-build");
+        if let Some(epoch) = epoch {
+            cmd.env("SOURCE_DATE_EPOCH", epoch);
+        }
+        let out = img_e2e::run_with_stdin(cmd.arg(ctx.path()), "");
+        assert_success(&out, "img-build");
+        json_lines(&out.stdout)[0]["digest"].as_str().unwrap().to_string()
+    };
+    let runner = Store::new();
+    let plain = build_with(&runner, None);
+    let after_plain = build_with(&runner, Some("1000000000"));
+    let clean = build_with(&Store::new(), Some("1000000000"));
+    assert_ne!(after_plain, plain, "the files' times are clamped with SOURCE_DATE_EPOCH");
+    assert_eq!(after_plain, clean, "a build with SOURCE_DATE_EPOCH does not reuse the plain one's layers");
+    assert_eq!(build_with(&runner, None), plain, "a plain build does not reuse the clamped layers");
+    let other = build_with(&runner, Some("1000000001"));
+    assert!(other != clean && other != plain, "another epoch is another key");
+}

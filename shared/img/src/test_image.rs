@@ -419,13 +419,22 @@ impl BuiltIndex {
 /// Where Debian's busybox-static puts its binary.
 pub const BUSYBOX: &str = "/bin/busybox";
 
+/// Where `scripts/setup` puts Debian's busybox-static for arm64 (aarch64), for tests of
+/// multi-platform images whose arm64 binaries run through qemu-user.
+pub const BUSYBOX_ARM64: &str = "/usr/local/lib/img-tests/busybox.arm64";
+
 /// A layer with a small busybox userland: `/bin/busybox` (from the host's busybox-static), a
 /// symlink for each applet named, `/etc/passwd` and `/etc/group` (root, nobody, and an `app`
 /// user 1000 in the supplementary groups wheel and audio), `/tmp`, `/root`, `/home/app`,
 /// `/usr/bin`. Tests and the demo run containers from it.
 pub fn busybox_layer(applets: &[&str]) -> Result<Layer> {
-    let binary = std::fs::read(BUSYBOX)
-        .map_err(|e| anyhow::anyhow!("{BUSYBOX}: {e} (install busybox-static: scripts/setup)"))?;
+    busybox_layer_from(BUSYBOX, applets)
+}
+
+/// [`busybox_layer`] with the busybox binary at `binary` (say, [`BUSYBOX_ARM64`]).
+pub fn busybox_layer_from(binary: &str, applets: &[&str]) -> Result<Layer> {
+    let binary =
+        std::fs::read(binary).map_err(|e| anyhow::anyhow!("{binary}: {e} (scripts/setup installs it)"))?;
     let mut entries = vec![
         Entry::dir("bin"),
         Entry::file("bin/busybox", binary).mode(0o755),

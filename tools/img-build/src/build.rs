@@ -50,6 +50,7 @@ use crate::jobs::Jobs;
 use crate::state::{ImageState, LayerRef, Variables};
 use run::ContextViews;
 
+#[derive(Clone)]
 pub struct Options {
     pub dockerfile: String,
     /// For messages: `Dockerfile:12: …`.
@@ -76,6 +77,8 @@ pub struct Options {
     pub download: download::Limits,
     /// `--jobs`: how many stages may build at once (at least 1).
     pub jobs: usize,
+    /// The build is one of several platforms': the log names the platform with the stage.
+    pub platform_in_log: bool,
 }
 
 /// `--jobs`' default: the CPUs this process may use, and at least two, since a stage often
@@ -164,7 +167,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// How a stage is named in the log and in errors: its `AS` name, else its index.
+/// How a stage is named in errors: its `AS` name, else its index.
 fn label(stage: &Stage) -> String {
     stage.name.clone().unwrap_or_else(|| stage.index.to_string())
 }
@@ -365,9 +368,18 @@ impl<'a> Builder<'a> {
         args
     }
 
+    /// How a stage is named in the log: with its platform when the build makes several
+    /// (`linux/arm64 build`), as BuildKit's progress does.
+    fn log_label(&self, stage: &Stage) -> String {
+        match self.options.platform_in_log {
+            true => format!("{} {}", self.options.platform, label(stage)),
+            false => label(stage),
+        }
+    }
+
     fn log(&self, stage: &Stage, text: &str, note: &str) {
         let n = self.step_count.fetch_add(1, Ordering::Relaxed) + 1;
-        crate::log::line(&format!("#{n} [{}] {text}{note}", label(stage)));
+        crate::log::line(&format!("#{n} [{}] {text}{note}", self.log_label(stage)));
     }
 
     /// Builds one stage; an error says the Dockerfile line and, in a multi-stage build, the
@@ -430,7 +442,12 @@ impl<'a> Builder<'a> {
             }
         };
         state.args.clear();
-        let key = key.then(&["platform", &platform.to_string()]);
+        let mut key = key.then(&["platform", &platform.to_string()]);
+        // SOURCE_DATE_EPOCH changes every layer's file times and every `created`: a step built
+        // with it is not the step built without it (nor with another value).
+        if let Some(epoch) = self.options.source_date_epoch {
+            key = key.then(&["SOURCE_DATE_EPOCH", &epoch.to_string()]);
+        }
 
         let mut steps: Vec<Step> = Vec::new();
         for trigger in state.take_onbuild() {

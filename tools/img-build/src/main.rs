@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{IsTerminal, Read, Write};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use img::document::Descriptor;
 use img::layer::apply::{Applier, Options as ApplyOptions};
 use img::layer::compression::decompress;
 use img::layer::create::Compression;
@@ -20,9 +21,12 @@ use img::reference::Reference;
 use img::registry::Connections;
 use img::registry::timeouts::limit;
 use img::store;
-use img_build::build::{self, Builder};
+use img_build::build::{self, Builder, Built};
+use img_build::cache::Entry as CacheEntry;
 use img_build::cache::transfer::{self, CacheFrom, CacheTo};
 use img_build::context::BuildContext;
+use img_build::output::Output;
+use img_build::platforms;
 use img_cli::{LayoutArg, RegistryArgs};
 
 /// Build an image from a Dockerfile and a context directory (or `-`: a tar on stdin) into the
@@ -46,9 +50,10 @@ struct Args {
     /// Build this stage (by name or index) instead of the last
     #[arg(long)]
     target: Option<String>,
-    /// The platform to build for (default: the host's)
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
-    platform: Option<Platform>,
+    /// The platforms to build for, comma-separated (default: the host's): with several, each
+    /// is built (foreign ones' RUN steps emulated) and the image is an index of them all
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT],...")]
+    platforms: Vec<String>,
     /// Add a label to the image (`KEY=VALUE`, repeatable)
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
@@ -104,6 +109,9 @@ struct Args {
     /// How many stages may build at once (default: the number of CPUs, at least 2)
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     stage_jobs: Option<u32>,
+    /// Print only the image's digest on stdout, and no build log
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// The build context: a directory, or `-` for a tar on stdin (with --check: default `.`)
     #[arg(required_unless_present = "check")]
     context: Option<String>,
@@ -132,15 +140,17 @@ fn main() -> ExitCode {
         }
         let layout = Layout::open_or_create(store::choose_layout(args.layout.layout.as_deref(), None)?)?;
         let tags = args.tags.iter().map(|t| t.parse::<Reference>()).collect::<Result<Vec<_>>>()?;
+        let platforms = platforms::parse(&args.platforms)?;
+        let several = platforms.len() > 1;
         // Secrets given as variables live in files of a private directory for the build.
         let (secret_paths, _secret_files) = secrets(&args.secrets)?;
         let options = build::Options {
             dockerfile: dockerfile.0,
             dockerfile_name: dockerfile.1,
-            tags: tags.clone(),
+            tags: if several { Vec::new() } else { tags.clone() }, // several: the index is tagged
             build_args: key_values(&args.build_args, "--build-arg", true)?,
             target: args.target.clone(),
-            platform: args.platform.clone().unwrap_or_else(Platform::host),
+            platform: platforms[0].clone(),
             labels: key_values(&args.labels, "--label", false)?.into_iter().collect(),
             no_cache: args.no_cache,
             network_none: match args.network.as_deref() {
@@ -166,23 +176,92 @@ fn main() -> ExitCode {
                 max_bytes: args.download_max_size,
             },
             jobs: args.stage_jobs.map_or_else(build::default_jobs, |n| n as usize),
+            platform_in_log: several,
         };
-        let platform = options.platform.to_string();
-        let cache_to = args.cache_to.iter().map(|s| CacheTo::parse(s)).collect::<Result<Vec<_>>>()?;
-        let cache_from = args.cache_from.iter().map(|s| CacheFrom::parse(s)).collect::<Result<Vec<_>>>()?;
-        let mut cache_connections = Connections::new(args.registry.options()?);
-        let build_platform = options.platform.clone();
-        let connections = Connections::new(args.registry.options()?);
-        let root = store::root()?;
-        let context = BuildContext::open(&context_dir)?;
         let output = args.output.as_deref().map(img_build::output::parse).transpose()?;
         if let Some(output) = &output {
             output.check()?;
+            if several && matches!(output, Output::Tar(_)) {
+                bail!(
+                    "--output type=tar takes one platform's tree; with several platforms use a directory (one subdirectory per platform)"
+                );
+            }
         }
+        let mut shared = Shared {
+            args: &args,
+            layout: &layout,
+            root: store::root()?,
+            context_dir,
+            cache_to: args.cache_to.iter().map(|s| CacheTo::parse(s)).collect::<Result<Vec<_>>>()?,
+            cache_from: args.cache_from.iter().map(|s| CacheFrom::parse(s)).collect::<Result<Vec<_>>>()?,
+            cache_connections: Connections::new(args.registry.options()?),
+        };
         warn(&options.dockerfile_name, &options.dockerfile)?;
-        let mut builder = Builder::new(&layout, &root, context, options, connections)?;
-        for (from, spec) in cache_from.iter().zip(&args.cache_from) {
-            match transfer::import(from, &mut cache_connections, &build_platform) {
+        // -q: the log goes nowhere while building; an error still reaches stderr.
+        let quiet = if args.quiet { Some(Quiet::start()?) } else { None };
+
+        // Each platform's image, built one after the other; the cache entries each export
+        // takes from each build, merged into one export.
+        let mut images: Vec<(Platform, Built)> = Vec::new();
+        let mut exports: Vec<BTreeMap<String, CacheEntry>> = vec![BTreeMap::new(); shared.cache_to.len()];
+        for platform in &platforms {
+            let options = build::Options { platform: platform.clone(), ..options.clone() };
+            let (built, entries) = shared.build(options)?;
+            for (all, more) in exports.iter_mut().zip(entries) {
+                all.extend(more);
+            }
+            images.push((platform.clone(), built));
+        }
+        for (to, entries) in shared.cache_to.iter().zip(&exports) {
+            transfer::export(entries, &layout, to, &mut shared.cache_connections)?;
+        }
+        let image = match &images[..] {
+            [(_, built)] => built.manifest.clone(),
+            _ => {
+                let manifests: Vec<_> = images.iter().map(|(p, b)| (p.clone(), b.manifest.clone())).collect();
+                platforms::write_index(&layout, &manifests, &tags)?
+            }
+        };
+        if let Some(output) = &output {
+            write_output(&layout, &images, output)?;
+        }
+        if let Some(path) = &args.iidfile {
+            std::fs::write(path, image.digest.to_string())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if quiet.is_some() {
+            drop(quiet);
+            writeln!(records, "{}", image.digest).context("writing the digest")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        print_records(&mut records, &layout, &image, &tags, &images)?;
+        let built_for = if several { format!(" for {}", args.platforms.join(",")) } else { String::new() };
+        eprintln!("img-build: built {}{built_for}", image.digest);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// What each platform's build shares.
+struct Shared<'a> {
+    args: &'a Args,
+    layout: &'a Layout,
+    root: PathBuf,
+    context_dir: PathBuf,
+    cache_to: Vec<CacheTo>,
+    cache_from: Vec<CacheFrom>,
+    cache_connections: Connections,
+}
+
+impl Shared<'_> {
+    /// Builds the image of one platform (`options.platform`), with the caches of
+    /// `--cache-from` for that platform; returns it, and the entries each `--cache-to` takes.
+    fn build(&mut self, options: build::Options) -> Result<(Built, Vec<BTreeMap<String, CacheEntry>>)> {
+        let platform = options.platform.clone();
+        let context = BuildContext::open(&self.context_dir)?;
+        let connections = Connections::new(self.args.registry.options()?);
+        let mut builder = Builder::new(self.layout, &self.root, context, options, connections)?;
+        for (from, spec) in self.cache_from.iter().zip(&self.args.cache_from) {
+            match transfer::import(from, &mut self.cache_connections, &platform) {
                 Ok(imported) => builder.cache().add_import(imported),
                 Err(e) => eprintln!(
                     "img-build: warning: --cache-from {spec}: {}; not using it",
@@ -190,45 +269,99 @@ fn main() -> ExitCode {
                 ),
             }
         }
-        builder.cache().inline = cache_to.contains(&CacheTo::Inline);
+        builder.cache().inline = self.cache_to.contains(&CacheTo::Inline);
         let built = builder.build()?;
-        if !cache_to.is_empty() {
-            let manifest = img::document::parse_manifest(&layout.read_document(&built.manifest)?)?;
-            for to in &cache_to {
-                transfer::export(builder.cache(), &layout, &manifest.layers, to, &mut cache_connections)?;
+        let mut entries = Vec::new();
+        if !self.cache_to.is_empty() {
+            let manifest = img::document::parse_manifest(&self.layout.read_document(&built.manifest)?)?;
+            for to in &self.cache_to {
+                entries.push(to.entries(builder.cache(), &manifest.layers));
             }
         }
-        if let Some(output) = &output {
-            img_build::output::export(&layout, &built.manifest.digest, output)?;
+        Ok((built, entries))
+    }
+}
+
+/// One record per tag, as docker's --iidfile and img-pull's records (so `| img-push` pushes
+/// every tag); one without a ref when the image has no tag. A multi-platform build's record
+/// is its index's (no `platform`, no `config`).
+fn print_records(
+    records: &mut File,
+    layout: &Layout,
+    image: &Descriptor,
+    tags: &[Reference],
+    images: &[(Platform, Built)],
+) -> Result<()> {
+    let mut names: Vec<Option<String>> = Vec::new();
+    for t in tags {
+        let name = Some(t.to_string());
+        if !names.contains(&name) {
+            names.push(name);
         }
-        if let Some(path) = &args.iidfile {
-            std::fs::write(path, built.manifest.digest.to_string())
-                .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if names.is_empty() {
+        names.push(None);
+    }
+    for name in names {
+        let mut record = ImageRecord::new(image, name, layout.root());
+        if let [(platform, built)] = images {
+            record.platform = Some(platform.to_string());
+            record
+                .extra
+                .insert("config".to_string(), serde_json::Value::from(built.config_digest.to_string()));
         }
-        // One record per tag, as docker's --iidfile and img-pull's records (so `| img-push`
-        // pushes every tag); one without a ref when the image has no tag.
-        let mut names: Vec<Option<String>> = Vec::new();
-        for t in &tags {
-            let name = Some(t.to_string());
-            if !names.contains(&name) {
-                names.push(name);
+        record::write(records, &record).context("writing the record")?;
+    }
+    Ok(())
+}
+
+/// `--output`: the image's tree; with several platforms, one directory per platform in it.
+fn write_output(layout: &Layout, images: &[(Platform, Built)], output: &Output) -> Result<()> {
+    if let [(_, built)] = images {
+        return img_build::output::export(layout, &built.manifest.digest, output);
+    }
+    let dest = output.dest();
+    std::fs::create_dir_all(dest).with_context(|| format!("--output: creating {}", dest.display()))?;
+    for (platform, built) in images {
+        let dir = Output::Local(dest.join(platforms::output_dir(platform)));
+        img_build::output::export(layout, &built.manifest.digest, &dir)?;
+    }
+    Ok(())
+}
+
+/// `-q`: stderr (the log, and RUN steps' output, which also has stdout) points at /dev/null
+/// until this is dropped, which points both back at the real stderr.
+struct Quiet {
+    saved: OwnedFd,
+}
+
+impl Quiet {
+    fn start() -> Result<Quiet> {
+        let null = File::options().write(true).open("/dev/null").context("opening /dev/null")?;
+        // SAFETY: dup/dup2 on the process's standard descriptors and one it owns; the copy of
+        // stderr is owned by the returned value (close-on-exec, so containers do not get it).
+        unsafe {
+            let saved = libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3);
+            if saved < 0 {
+                bail!("saving stderr: {}", std::io::Error::last_os_error());
             }
+            let saved = OwnedFd::from_raw_fd(saved);
+            if libc::dup2(null.as_raw_fd(), 2) < 0 || libc::dup2(null.as_raw_fd(), 1) < 0 {
+                bail!("silencing the log: {}", std::io::Error::last_os_error());
+            }
+            Ok(Quiet { saved })
         }
-        if names.is_empty() {
-            names.push(None);
+    }
+}
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        // SAFETY: dup2 from a descriptor this value owns onto the standard ones.
+        unsafe {
+            libc::dup2(self.saved.as_raw_fd(), 2);
+            libc::dup2(self.saved.as_raw_fd(), 1);
         }
-        for name in names {
-            let record = ImageRecord {
-                platform: Some(platform.clone()),
-                extra: [("config".to_string(), serde_json::Value::from(built.config_digest.to_string()))]
-                    .into(),
-                ..ImageRecord::new(&built.manifest, name, layout.root())
-            };
-            record::write(&mut records, &record).context("writing the record")?;
-        }
-        eprintln!("img-build: built {}", built.manifest.digest);
-        Ok(ExitCode::SUCCESS)
-    })
+    }
 }
 
 fn redirect_stdout_to_stderr() -> Result<File> {

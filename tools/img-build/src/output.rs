@@ -41,7 +41,7 @@ pub fn parse(text: &str) -> Result<Output> {
 }
 
 impl Output {
-    fn dest(&self) -> &Path {
+    pub fn dest(&self) -> &Path {
         match self {
             Output::Local(d) | Output::Tar(d) => d,
         }

@@ -203,6 +203,17 @@ impl ImageState {
         ImageState::new(config, Vec::new())
     }
 
+    /// The platform the image's config names (its binaries run there).
+    pub fn platform(&self) -> Platform {
+        let text = |k: &str| self.config.get(k).and_then(Value::as_str).map(str::to_string);
+        Platform {
+            os: text("os").unwrap_or_default(),
+            architecture: text("architecture").unwrap_or_default(),
+            variant: text("variant"),
+            os_version: None,
+        }
+    }
+
     fn new(config: Map<String, Value>, layers: Vec<LayerRef>) -> ImageState {
         let mut state = ImageState {
             config,

@@ -14,7 +14,7 @@ use img_dockerfile::mount::{Mount, MountKind};
 use img_dockerfile::node::Heredoc;
 use img_dockerfile::stages::Stages;
 
-use super::{Builder, Done, StepContext, label, lock, staging_applier};
+use super::{Builder, Done, StepContext, lock, staging_applier};
 use crate::context::BuildContext;
 use crate::run_step::{self, RunStep};
 use crate::ssh_agent::AgentProxy;
@@ -89,6 +89,8 @@ impl Builder<'_> {
         if self.cached(cx, step, &key, &created_by) {
             return Ok(());
         }
+        // A step of another architecture runs emulated, if this machine can.
+        crate::emulation::check(&cx.state.platform())?;
         self.log(cx.stage, &step.text, "");
         let dir = tempfile::Builder::new().prefix("run-").tempdir_in(self.work.path())?;
         let (runtime_mounts, ssh_agents) = self.run_mounts(mounts, dir.path(), cx.done, cx.stages)?;
@@ -104,7 +106,7 @@ impl Builder<'_> {
             ssh_agents,
             lower,
         };
-        let upper = run_step::run(&run, dir.path(), &self.jobs, &label(cx.stage))?;
+        let upper = run_step::run(&run, dir.path(), &self.jobs, &self.log_label(cx.stage))?;
         self.commit_changes(&upper, &key, &mut cx.state, &created_by)?;
         cx.key = key;
         Ok(())

@@ -245,23 +245,33 @@ pub fn add_inline(cache: &Cache, state: &ImageState, labels: &mut Vec<(String, S
     labels.push((format::INLINE_LABEL.to_string(), value));
 }
 
-/// Writes the cache out. `layout` holds the layers (and gets the artifact's documents).
+impl CacheTo {
+    /// The entries this export takes from a build's cache, whose image has `final_layers`
+    /// (none for `type=inline`, which the image carries itself).
+    pub fn entries(&self, cache: &Cache, final_layers: &[Descriptor]) -> BTreeMap<String, Entry> {
+        match self {
+            CacheTo::Inline => BTreeMap::new(),
+            CacheTo::Registry { max, .. } | CacheTo::Local { max, .. } => selected(cache, final_layers, *max),
+        }
+    }
+}
+
+/// Writes the cache entries out (those of [`CacheTo::entries`], of one build or of each
+/// platform's). `layout` holds the layers (and gets the artifact's documents).
 pub fn export(
-    cache: &Cache,
+    entries: &BTreeMap<String, Entry>,
     layout: &Layout,
-    final_layers: &[Descriptor],
     to: &CacheTo,
     connections: &mut Connections,
 ) -> Result<()> {
-    let (max, what) = match to {
+    let what = match to {
         CacheTo::Inline => return Ok(()), // written with the image
-        CacheTo::Registry { max, reference } => (*max, reference.to_string()),
-        CacheTo::Local { max, dir } => (*max, dir.display().to_string()),
+        CacheTo::Registry { reference, .. } => reference.to_string(),
+        CacheTo::Local { dir, .. } => dir.display().to_string(),
     };
-    let entries = selected(cache, final_layers, max);
-    let config = format::encode(&entries);
+    let config = format::encode(entries);
     let config_desc = Descriptor::of(format::CONFIG_TYPE, &config);
-    let manifest = format::manifest(&config_desc, &entries);
+    let manifest = format::manifest(&config_desc, entries);
     let mut manifest_desc = Descriptor::of(media_type::OCI_MANIFEST, &manifest);
     manifest_desc.artifact_type = Some(format::ARTIFACT_TYPE.to_string());
     let result = (|| -> Result<()> {
