@@ -311,6 +311,15 @@ fn push_into_rm_unpack_run_uses_the_local_copy() {
     // -q: only the digest, one line per image.
     assert_eq!(w.text("img-push -q --to $REG/up/bb:q localhost/bb:1"), format!("{}\n", w.digest));
 
+    // Undoing a push takes the destination from `pushed` (`ref` is the local image).
+    let deleted =
+        one(w.ok("img-push --to $REG/undo/bb:1 localhost/bb:1 | jq -c '{ref: .pushed}' | img-rm --remote"));
+    assert_eq!(deleted["ref"], format!("{}/undo/bb:1@{}", w.host(), w.digest));
+    let gone = w.sh("img-inspect --remote $REG/undo/bb:1");
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(stderr(&gone).contains("manifest unknown"), "{}", stderr(&gone));
+    assert_eq!(w.remote_digest(&dest), w.digest, "another repository keeps its copy");
+
     // push → rm: `docker push && docker rmi`; the registry keeps its copy.
     let removed = one(w.ok("img-push --to $REG/up/bb:1 localhost/bb:1 | img-rm"));
     assert_eq!((removed["ref"].as_str(), removed["digest"].as_str()), (Some(LOCAL), Some(&*w.digest)));
