@@ -226,6 +226,16 @@ fn exports_load_in_podman_and_read_in_skopeo_through_files_and_pipes() {
     let oci = dir.path().join("o.tar");
     let out = store.records("img-push", &["--to", &format!("oci-archive:{}", oci.display()), "exp:1"], "");
     assert_eq!(out[0]["digest"], digest);
+    // The record is the local image's; `pushed` names the archive by its absolute path.
+    assert_eq!(out[0]["ref"], "docker.io/library/exp:1");
+    assert_eq!(out[0]["pushed"], format!("oci-archive:{}", oci.display()));
+    let relative = img_e2e::run_with_stdin(
+        store.command("img-push").current_dir(dir.path()).args(["--to", "oci-archive:rel.tar", "exp:1"]),
+        "",
+    );
+    assert_success(&relative, "img-push --to oci-archive:rel.tar");
+    let written = dir.path().join("rel.tar");
+    assert_eq!(json_lines(&relative.stdout)[0]["pushed"], format!("oci-archive:{}", written.display()));
     let inspected: Value =
         serde_json::from_str(&peer("skopeo", &["inspect", &format!("oci-archive:{}", oci.display())]))
             .unwrap();
@@ -246,6 +256,9 @@ fn exports_load_in_podman_and_read_in_skopeo_through_files_and_pipes() {
     );
     assert_success(&pushed, "img-push --to docker-archive");
     assert!(stderr(&pushed).contains("is not kept"), "{}", stderr(&pushed));
+    let record = &json_lines(&pushed.stdout)[0];
+    assert_eq!((record["digest"].as_str(), record["config"].as_str()), (Some(&*digest), Some(&*config)));
+    assert_eq!(record["pushed"], format!("docker-archive:{}:exp:renamed", docker.display()));
     let inspected: Value =
         serde_json::from_str(&peer("skopeo", &["inspect", &format!("docker-archive:{}", docker.display())]))
             .unwrap();

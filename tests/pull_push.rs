@@ -51,8 +51,18 @@ fn push_then_pull_gives_identical_digests_and_is_idempotent() {
     let dest = format!("{}/team/app:1", registry.host());
     let pushed = push(&store, &src, &["--to", &dest, "app:1"]);
     assert_eq!(pushed.len(), 1);
+    // The record is the local image's (so `| img-rm` removes the local copy), and says where
+    // it went, pinned to the digest pushed.
     assert_eq!(pushed[0]["digest"], built.manifest.descriptor.digest.to_string());
-    assert_eq!(pushed[0]["ref"], dest);
+    assert_eq!(pushed[0]["ref"], "app:1");
+    assert_eq!(pushed[0]["layout"], src.to_str().unwrap());
+    assert_eq!(pushed[0]["mediaType"], img::media_type::OCI_MANIFEST);
+    assert_eq!(
+        pushed[0]["platform"],
+        img::platform::Platform::host().to_string(),
+        "the config's, as img-ls says"
+    );
+    assert_eq!(pushed[0]["pushed"], format!("{dest}@{}", built.manifest.descriptor.digest));
 
     let pulled = pull(&store, &[&dest]);
     assert_eq!(pulled.len(), 1);
@@ -102,7 +112,24 @@ fn push_then_pull_gives_identical_digests_and_is_idempotent() {
     let third = format!("{}/third/app:3", registry.host());
     let piped = store.records("img-push", &["--to", &third], &line);
     assert_eq!(piped[0]["digest"], pulled[0]["digest"]);
-    assert_eq!(piped[0]["ref"], third);
+    assert_eq!(piped[0]["ref"], dest, "the local image pushed");
+    assert_eq!(piped[0]["pushed"], format!("{third}@{}", built.manifest.descriptor.digest));
+
+    // Pushed to a digest alone, `pushed` is that reference; by the name the image has (no
+    // --to), the name pinned.
+    let pinned = format!("{}/pinned/app@{}", registry.host(), built.manifest.descriptor.digest);
+    let by_digest = push(&store, &src, &["--to", &pinned, "app:1"]);
+    assert_eq!(by_digest[0]["pushed"], pinned);
+    let named = push(&store, &store.layout(), &[&dest]);
+    assert_eq!(
+        (&named[0]["ref"], &named[0]["pushed"]),
+        (&pulled[0]["ref"], &Value::from(format!("{dest}@{}", built.manifest.descriptor.digest)))
+    );
+
+    // -q: the digest alone, for `$(img-push -q …)`.
+    let quiet = store.run("img-push", &["--layout", src.to_str().unwrap(), "-q", "--to", &dest, "app:1"], "");
+    assert_success(&quiet, "img-push -q");
+    assert_eq!(String::from_utf8_lossy(&quiet.stdout), format!("{}\n", built.manifest.descriptor.digest));
 }
 
 #[test]
@@ -159,6 +186,8 @@ fn multi_platform_index_pull() {
     let dest = format!("{}/multi:1", registry.host());
     let pushed = push(&store, &src, &["--to", &dest, "multi:1"]);
     assert_eq!(pushed[0]["digest"], multi.index.descriptor.digest.to_string());
+    assert_eq!(pushed[0]["mediaType"], img::media_type::OCI_INDEX);
+    assert_eq!(pushed[0].get("platform"), None, "an index has no one platform");
 
     // Default: the host's platform; the ref points at that image's manifest.
     let host = img::platform::Platform::host();

@@ -76,16 +76,18 @@ fn remote_rm_deletes_by_tag_by_digest_and_from_a_pipeline() {
     assert_eq!(json_lines(&out.stdout)[0]["digest"], digest);
     pull_fails(&store, &format!("{host}/team/b:1"));
 
-    // From img-push's record on stdin.
+    // From img-push's record: its `ref` is the local image, its `pushed` the registry's copy
+    // (`img-push … | jq -c '{ref: .pushed}' | img-rm --remote`).
     let c = image("c");
     let src = store.path().join("src-c");
     c.write_to(&Layout::open_or_create(&src).unwrap(), Some("c:1")).unwrap();
     let to = format!("{host}/team/c:1");
     let pushed = store.run("img-push", &["--layout", src.to_str().unwrap(), "--to", &to, "c:1"], "");
     assert_success(&pushed, "img-push");
-    let out = store.run("img-rm", &["--remote"], &String::from_utf8_lossy(&pushed.stdout));
-    assert_success(&out, "img-push | img-rm --remote");
-    assert_eq!(json_lines(&out.stdout)[0]["ref"], to);
+    let line = serde_json::json!({"ref": json_lines(&pushed.stdout)[0]["pushed"]}).to_string();
+    let out = store.run("img-rm", &["--remote"], &line);
+    assert_success(&out, "img-push | jq '{ref: .pushed}' | img-rm --remote");
+    assert_eq!(json_lines(&out.stdout)[0]["ref"], format!("{to}@{}", c.manifest.descriptor.digest));
     pull_fails(&store, &to);
 
     // A bare digest names no registry.

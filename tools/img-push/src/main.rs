@@ -1,6 +1,5 @@
 //! img-push: local OCI image layout → registry.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
@@ -9,17 +8,19 @@ use img::archive::{self, ArchiveRef, Format};
 use img::document::Descriptor;
 use img::layout::Layout;
 use img::layout::ref_names;
+use img::layout::resolve;
 use img::record::{self, ImageRecord, Input};
 use img::reference::Reference;
 use img::registry::Connections;
-use img::registry::progress::{Bars, Progress};
+use img::registry::progress::{Bars, Progress, Silent};
 use img::registry::push::{self, PushOptions};
 use img::store;
 use img_cli::{LayoutArg, RegistryArgs, TransferArgs};
 use serde_json::Value;
 
 /// Push images from an OCI image layout to the registry their reference names, or to --to
-/// (images as arguments or JSON Lines on stdin); print one JSON record per image.
+/// (images as arguments or JSON Lines on stdin); print one JSON record per image: the local
+/// image's, with `pushed` naming where it went.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -37,6 +38,9 @@ struct Args {
     /// --referrers copied): by the referrers API, else the `sha256-<hex>` tag scheme
     #[arg(long)]
     referrers: bool,
+    /// Print only each pushed image's digest, one per line (and no progress)
+    #[arg(short, long)]
+    quiet: bool,
     /// Blobs larger than this are uploaded in chunks of this size (bytes)
     #[arg(long, value_name = "BYTES", default_value_t = 32 << 20, hide = true)]
     chunk_size: u64,
@@ -57,19 +61,25 @@ fn main() -> ExitCode {
         }
         let mut connections = Connections::new(args.registry.options()?);
         let options = PushOptions { jobs: args.transfer.jobs, chunk_size: args.chunk_size.max(1) };
-        let progress = Bars::new(args.transfer.verbose);
+        let bars = Bars::new(args.transfer.verbose);
+        let progress: &dyn Progress = if args.quiet { &Silent } else { &bars };
         let mut ok = true;
         for input in &inputs {
             let pushed = match &to {
                 Some(Destination::Archive(a)) => export_one(input, &args, a),
                 Some(Destination::Registry(r)) => {
-                    push_one(input, &args, Some(r), &mut connections, &options, &progress)
+                    push_one(input, &args, Some(r), &mut connections, &options, progress)
                 }
-                None => push_one(input, &args, None, &mut connections, &options, &progress),
+                None => push_one(input, &args, None, &mut connections, &options, progress),
             };
-            if let Err(e) = pushed {
-                eprintln!("img-push: {}: {}", input.name, img_cli::one_line(&e));
-                ok = false;
+            match pushed {
+                Ok(Some(record)) if args.quiet => println!("{}", record.digest),
+                Ok(Some(record)) => record::print(&record)?,
+                Ok(None) => {}
+                Err(e) => {
+                    eprintln!("img-push: {}: {}", input.name, img_cli::one_line(&e));
+                    ok = false;
+                }
             }
         }
         Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -82,8 +92,8 @@ fn push_one(
     to: Option<&Reference>,
     connections: &mut Connections,
     options: &PushOptions,
-    progress: &Bars,
-) -> Result<()> {
+    progress: &dyn Progress,
+) -> Result<Option<ImageRecord>> {
     let (layout, root) = find_image(args, input)?;
     let stored =
         root.ref_name().filter(|n| !ref_names::is_bare_tag(n)).and_then(|n| n.parse::<Reference>().ok());
@@ -112,13 +122,28 @@ fn push_one(
         pushed.mounted_blobs,
         pushed.existing_blobs
     ));
-    let mut extra = BTreeMap::new();
-    extra.insert("uploadedBytes".to_string(), Value::from(pushed.uploaded_bytes));
-    let reference = match dest.tag() {
+    // `REGISTRY/REPO:TAG@DIGEST`: the tag the push set, pinned to what it now names.
+    let destination = match dest.digest() {
         Some(_) => dest.to_string(),
         None => dest.with_digest(root.digest.clone()).to_string(),
     };
-    record::print(&ImageRecord { extra, ..ImageRecord::new(&root, Some(reference), layout.root()) })
+    let mut record = local_record(&layout, &root);
+    record.extra.insert("pushed".to_string(), Value::from(destination));
+    record.extra.insert("uploadedBytes".to_string(), Value::from(pushed.uploaded_bytes));
+    Ok(Some(record))
+}
+
+/// The record of the local image, as img-ls prints its fields: pushing changes nothing here,
+/// so the next tool of a pipeline (`img-push … | img-rm`, `| img-run`) works on the local copy
+/// it names, the way `docker push && docker rmi` does. Where the image went is `pushed`.
+fn local_record(layout: &Layout, root: &Descriptor) -> ImageRecord {
+    // A single image's platform is its config's when the index entry does not say; an index
+    // has none (as img-ls shows them).
+    let platform = root.platform.as_ref().map(ToString::to_string).or_else(|| {
+        let image = resolve::image(layout, &root.digest.to_string(), None).ok()?;
+        (image.manifest_descriptor.digest == root.digest).then(|| image.platform.to_string())
+    });
+    ImageRecord { platform, ..ImageRecord::new(root, root.ref_name().map(str::to_string), layout.root()) }
 }
 
 /// Where `--to` sends an image: a registry, or an archive file (`docker-archive:`, `oci-archive:`).
@@ -138,7 +163,7 @@ impl Destination {
 
 /// Writes one image of the layout into an archive. With `-` the archive is stdout, so no
 /// record is printed; a docker archive cannot keep the image's digest, and a warning says so.
-fn export_one(input: &Input, args: &Args, to: &ArchiveRef) -> Result<()> {
+fn export_one(input: &Input, args: &Args, to: &ArchiveRef) -> Result<Option<ImageRecord>> {
     let (layout, root) = find_image(args, input)?;
     if to.format == Format::Docker
         && let Some(r) = &to.reference
@@ -156,15 +181,17 @@ fn export_one(input: &Input, args: &Args, to: &ArchiveRef) -> Result<()> {
         );
     }
     if to.path.is_none() {
-        return Ok(()); // stdout carries the archive
+        return Ok(None); // stdout carries the archive
     }
-    let mut extra = BTreeMap::new();
-    extra.insert("archive".to_string(), Value::from(to.to_string()));
+    // The path made absolute, as `layout` is, so the record means the same from any directory.
+    let path = to.path.as_deref().map(std::path::absolute).transpose()?;
+    let written = ArchiveRef { path, ..to.clone() };
+    let mut record = local_record(&layout, &root);
+    record.extra.insert("pushed".to_string(), Value::from(written.to_string()));
     if let Some(config) = &exported.config {
-        extra.insert("config".to_string(), Value::from(config.to_string()));
+        record.extra.insert("config".to_string(), Value::from(config.to_string()));
     }
-    let reference = root.ref_name().map(str::to_string);
-    record::print(&ImageRecord { extra, ..ImageRecord::new(&root, reference, layout.root()) })
+    Ok(Some(record))
 }
 
 /// The layout (the record's, `--layout` or the store's) and the one image `input` names in it.
