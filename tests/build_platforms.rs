@@ -10,7 +10,7 @@ use std::process::Output;
 
 use img::layout::Layout;
 use img::test_image::{BUSYBOX, BUSYBOX_ARM64, BuiltIndex, COMMON_APPLETS, TestImage, busybox_layer_from};
-use img_e2e::registry::Registry;
+use img_e2e::registry::{Auth, Registry};
 use img_e2e::{Store, assert_success, json_lines, stderr};
 use serde_json::{Value, json};
 
@@ -20,7 +20,7 @@ const BASE: &str = "localhost/busybox:multi";
 fn store_with_base() -> Store {
     let store = Store::new();
     let layout = Layout::open_or_create(store.layout()).unwrap();
-    let applets: Vec<&str> = COMMON_APPLETS.iter().copied().chain(["uname"]).collect();
+    let applets: Vec<&str> = COMMON_APPLETS.iter().copied().chain(["uname", "head", "od"]).collect();
     let image = |binary: &str, platform: &str| {
         TestImage::new()
             .layer(busybox_layer_from(binary, &applets).unwrap())
@@ -201,4 +201,45 @@ fn quiet_prints_the_digest_only_and_output_has_a_tree_per_platform() {
     // The untagged index is kept in the layout (listed, not collected).
     let listed = store.run("img-ls", &["--json"], "");
     assert!(String::from_utf8_lossy(&listed.stdout).contains(digest), "the untagged index is kept");
+}
+
+/// A CI runner with an empty store rebuilds a two-platform image from the inline cache of the
+/// index another runner pushed, through a registry that wants a token: each platform's cache
+/// comes from its own image in the index, no RUN step runs, and the index is the same. (The
+/// test's token issuer lets anonymous requests pull; pushes need the credentials.)
+#[test]
+fn a_pushed_index_s_inline_cache_rebuilds_both_platforms_through_a_token_registry() {
+    let registry = Registry::start(Auth::Token { user: "ci".into(), password: "s3cret".into() }, false);
+    let creds = ["--creds", "ci:s3cret"];
+    let a = store_with_base();
+    let base = format!("{}/busybox:multi", registry.host());
+    let out = a.run("img-push", &["--creds", "ci:s3cret", "--to", &base, BASE], "");
+    assert_success(&out, "img-push");
+    let image = format!("{}/app:1", registry.host());
+    let dockerfile =
+        format!("FROM {base}\nRUN uname -m > /arch && head -c 8 /dev/urandom | od -x > /noise\n");
+    let platforms = ["--platform", "linux/amd64,linux/arm64"];
+
+    let ctx = tempfile::tempdir().unwrap();
+    let mut args = vec!["-t", &image, "--cache-to", "type=inline"];
+    args.extend(platforms.iter().chain(&creds));
+    let built = build(&a, ctx.path(), &dockerfile, &args);
+    assert_success(&built, "img-build");
+    let digest = json_lines(&built.stdout)[0]["digest"].as_str().unwrap().to_string();
+    let out = a.run("img-push", &["--creds", "ci:s3cret"], &String::from_utf8_lossy(&built.stdout));
+    assert_success(&out, "img-push");
+
+    let b = Store::new();
+    let from = format!("type=registry,ref={image}");
+    // As A, B keeps the cache in the image it makes (the label is part of the config).
+    let mut args = vec!["-t", &image, "--cache-from", &from, "--cache-to", "type=inline"];
+    args.extend(platforms);
+    args.extend(creds);
+    let rebuilt = build(&b, ctx.path(), &dockerfile, &args);
+    assert_success(&rebuilt, "img-build");
+    let log = stderr(&rebuilt);
+    let runs: Vec<&str> = log.lines().filter(|l| l.contains("] RUN ")).collect();
+    assert_eq!(runs.len(), 2, "{log}");
+    assert!(runs.iter().all(|l| l.ends_with("CACHED")), "{log}");
+    assert_eq!(json_lines(&rebuilt.stdout)[0]["digest"], digest.as_str(), "{log}");
 }

@@ -232,7 +232,8 @@ fn build_records_match_the_schema() {
     assert_valid("built", &store.run("img-build", &[dir], ""), 1);
     // Several platforms: the index's record (no RUN, so nothing is emulated).
     fs::write(ctx.path().join("Dockerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
-    let multi = store.run("img-build", &["--platform", "linux/amd64,linux/arm64", "-t", "localhost/m:1", dir], "");
+    let multi =
+        store.run("img-build", &["--platform", "linux/amd64,linux/arm64", "-t", "localhost/m:1", dir], "");
     assert_valid("built", &multi, 1);
     assert!(json_lines(&multi.stdout)[0].get("platform").is_none());
 
