@@ -165,7 +165,7 @@ fn a_platform_that_cannot_run_here_is_a_clear_error_and_changes_nothing() {
     let last = err.lines().last().unwrap();
     assert_eq!(
         last,
-        "img-build: Dockerfile:3: cannot run RUN steps for linux/wasm on this linux/amd64 machine: \
+        "img-build: Dockerfile:3: linux/wasm: cannot run RUN steps for linux/wasm on this linux/amd64 machine: \
          img-build does not know the binaries of architecture \"wasm\"",
     );
     assert!(out.stdout.is_empty());
@@ -242,4 +242,51 @@ fn a_pushed_index_s_inline_cache_rebuilds_both_platforms_through_a_token_registr
     assert_eq!(runs.len(), 2, "{log}");
     assert!(runs.iter().all(|l| l.ends_with("CACHED")), "{log}");
     assert_eq!(json_lines(&rebuilt.stdout)[0]["digest"], digest.as_str(), "{log}");
+}
+
+/// The platforms build at the same time: their RUN steps overlap (each records the system's
+/// uptime, one clock for every container, when it starts and ends). A failing platform stops
+/// the other's RUN step, is the build's error, and no reference is written.
+#[test]
+fn platforms_build_at_the_same_time_and_a_failure_stops_them_all() {
+    let store = store_with_base();
+    let ctx = tempfile::tempdir().unwrap();
+    let dockerfile = "FROM localhost/busybox:multi\n\
+         RUN cat /proc/uptime > /start && sleep 2 && cat /proc/uptime > /end\n";
+    let out = build(
+        &store,
+        ctx.path(),
+        dockerfile,
+        &["--platform", "linux/amd64,linux/arm64", "-t", "localhost/par:1"],
+    );
+    assert_success(&out, "img-build");
+    let interval = |platform: &str| -> (f64, f64) {
+        let text = cat(&store, "localhost/par:1", platform, &["/start", "/end"]);
+        let at: Vec<f64> =
+            text.lines().map(|l| l.split_whitespace().next().unwrap().parse().unwrap()).collect();
+        (at[0], at[1])
+    };
+    let (amd64, arm64) = (interval("linux/amd64"), interval("linux/arm64"));
+    assert!(amd64.0 < arm64.1 && arm64.0 < amd64.1, "the RUN steps overlap: {amd64:?} {arm64:?}");
+
+    let failing = "FROM localhost/busybox:multi\n\
+         RUN if [ \"$(uname -m)\" = aarch64 ]; then exit 3; fi; sleep 60\n";
+    let before = fs::read(store.layout().join("index.json")).unwrap();
+    let started = std::time::Instant::now();
+    let out = build(
+        &store,
+        ctx.path(),
+        failing,
+        &["--platform", "linux/amd64,linux/arm64", "-t", "localhost/par:2"],
+    );
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let last = stderr(&out).lines().last().unwrap().to_string();
+    assert!(
+        last.starts_with("img-build: Dockerfile:2: linux/arm64: ") && last.ends_with("code: 3"),
+        "{last}"
+    );
+    assert!(!last.contains("stopped"), "the error is the failing platform's: {last}");
+    assert!(took < std::time::Duration::from_secs(40), "the amd64 sleep was stopped: {took:?}");
+    assert_eq!(fs::read(store.layout().join("index.json")).unwrap(), before, "no ref was written");
 }

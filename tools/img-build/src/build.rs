@@ -156,8 +156,9 @@ pub struct Builder<'a> {
     context_views: Mutex<ContextViews>,
     work: tempfile::TempDir,
     step_count: AtomicUsize,
-    /// Whether the build is being stopped, and the RUN helpers to kill then.
-    jobs: Jobs,
+    /// Whether the build is being stopped, and the RUN helpers to kill then (shared with the
+    /// builds of the other platforms of a multi-platform build).
+    jobs: Arc<Jobs>,
     /// Errors name the stage (the build has more than one).
     name_stages: std::sync::atomic::AtomicBool,
 }
@@ -203,7 +204,7 @@ impl<'a> Builder<'a> {
             work,
             options,
             step_count: AtomicUsize::new(0),
-            jobs: Jobs::new(),
+            jobs: Arc::new(Jobs::new()),
             name_stages: Default::default(),
         })
     }
@@ -252,6 +253,12 @@ impl<'a> Builder<'a> {
             last.state.set_label(k, v);
         }
         self.write_image(last.state)
+    }
+
+    /// Makes this build stop when `jobs` is cancelled, and cancel it when this build fails:
+    /// the builds of a multi-platform build stop together.
+    pub fn share_jobs(&mut self, jobs: Arc<Jobs>) {
+        self.jobs = jobs;
     }
 
     /// The build cache, for `--cache-from` (before [`Builder::build`]) and `--cache-to` (after).
@@ -383,7 +390,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Builds one stage; an error says the Dockerfile line and, in a multi-stage build, the
-    /// stage.
+    /// stage (and the platform, when the build makes several).
     fn run_stage(
         &self,
         stages: &Stages,
@@ -393,10 +400,12 @@ impl<'a> Builder<'a> {
         done: &Done,
         escape: char,
     ) -> Result<StageResult> {
-        let in_stage = if self.name_stages.load(Ordering::Relaxed) {
-            format!("stage {}: ", label(stage))
-        } else {
-            String::new()
+        let platform = &self.options.platform;
+        let in_stage = match (self.name_stages.load(Ordering::Relaxed), self.options.platform_in_log) {
+            (true, true) => format!("{platform} stage {}: ", label(stage)),
+            (true, false) => format!("stage {}: ", label(stage)),
+            (false, true) => format!("{platform}: "),
+            (false, false) => String::new(),
         };
         let name = &self.options.dockerfile_name;
         let from = |e: anyhow::Error| match in_stage.as_str() {

@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -25,6 +26,7 @@ use img_build::build::{self, Builder, Built};
 use img_build::cache::Entry as CacheEntry;
 use img_build::cache::transfer::{self, CacheFrom, CacheTo};
 use img_build::context::BuildContext;
+use img_build::jobs::Jobs;
 use img_build::output::Output;
 use img_build::platforms;
 use img_cli::{LayoutArg, RegistryArgs};
@@ -187,33 +189,31 @@ fn main() -> ExitCode {
                 );
             }
         }
-        let mut shared = Shared {
+        let shared = Shared {
             args: &args,
             layout: &layout,
             root: store::root()?,
             context_dir,
             cache_to: args.cache_to.iter().map(|s| CacheTo::parse(s)).collect::<Result<Vec<_>>>()?,
             cache_from: args.cache_from.iter().map(|s| CacheFrom::parse(s)).collect::<Result<Vec<_>>>()?,
-            cache_connections: Connections::new(args.registry.options()?),
         };
         warn(&options.dockerfile_name, &options.dockerfile)?;
         // -q: the log goes nowhere while building; an error still reaches stderr.
         let quiet = if args.quiet { Some(Quiet::start()?) } else { None };
 
-        // Each platform's image, built one after the other; the cache entries each export
-        // takes from each build, merged into one export.
+        // Each platform's image, built at the same time as the others' (as BuildKit does);
+        // the cache entries each export takes from each build, merged into one export.
         let mut images: Vec<(Platform, Built)> = Vec::new();
         let mut exports: Vec<BTreeMap<String, CacheEntry>> = vec![BTreeMap::new(); shared.cache_to.len()];
-        for platform in &platforms {
-            let options = build::Options { platform: platform.clone(), ..options.clone() };
-            let (built, entries) = shared.build(options)?;
+        for (platform, (built, entries)) in platforms.iter().zip(shared.build_all(&options, &platforms)?) {
             for (all, more) in exports.iter_mut().zip(entries) {
                 all.extend(more);
             }
             images.push((platform.clone(), built));
         }
+        let mut cache_connections = Connections::new(args.registry.options()?);
         for (to, entries) in shared.cache_to.iter().zip(&exports) {
-            transfer::export(entries, &layout, to, &mut shared.cache_connections)?;
+            transfer::export(entries, &layout, to, &mut cache_connections)?;
         }
         let image = match &images[..] {
             [(_, built)] => built.manifest.clone(),
@@ -249,19 +249,66 @@ struct Shared<'a> {
     context_dir: PathBuf,
     cache_to: Vec<CacheTo>,
     cache_from: Vec<CacheFrom>,
-    cache_connections: Connections,
 }
 
+/// An image built for one platform, and the cache entries each `--cache-to` takes from it.
+type PlatformBuild = (Built, Vec<BTreeMap<String, CacheEntry>>);
+
+/// Threads that build a platform get the stack a main thread has.
+const PLATFORM_STACK: usize = 8 << 20;
+
 impl Shared<'_> {
+    /// Builds every platform at once, each on a thread of its own. The first failure stops
+    /// the others (their RUN steps are killed) and is the build's error.
+    fn build_all(&self, options: &build::Options, platforms: &[Platform]) -> Result<Vec<PlatformBuild>> {
+        if let [platform] = platforms {
+            let options = build::Options { platform: platform.clone(), ..options.clone() };
+            return Ok(vec![self.build(options, Arc::new(Jobs::new()))?]);
+        }
+        let jobs = Arc::new(Jobs::new());
+        let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+        let built = std::thread::scope(|scope| -> Result<Vec<Option<PlatformBuild>>> {
+            let mut threads = Vec::new();
+            for platform in platforms {
+                let options = build::Options { platform: platform.clone(), ..options.clone() };
+                let (jobs, failure) = (jobs.clone(), &failure);
+                let thread = std::thread::Builder::new()
+                    .name(format!("platform {platform}"))
+                    .stack_size(PLATFORM_STACK)
+                    .spawn_scoped(scope, move || match self.build(options, jobs.clone()) {
+                        Ok(built) => Some(built),
+                        Err(e) => {
+                            let mut first = failure.lock().unwrap_or_else(|e| e.into_inner());
+                            // The first failure is the build's; the others were stopped by it.
+                            if first.is_none() {
+                                *first = Some(e);
+                                jobs.cancel();
+                            }
+                            None
+                        }
+                    })
+                    .context("starting a thread for a platform")?;
+                threads.push(thread);
+            }
+            Ok(threads.into_iter().map(|t| t.join().unwrap_or(None)).collect())
+        })?;
+        if let Some(e) = failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        built.into_iter().map(|b| b.context("a platform's build ended without a result")).collect()
+    }
+
     /// Builds the image of one platform (`options.platform`), with the caches of
-    /// `--cache-from` for that platform; returns it, and the entries each `--cache-to` takes.
-    fn build(&mut self, options: build::Options) -> Result<(Built, Vec<BTreeMap<String, CacheEntry>>)> {
+    /// `--cache-from` for that platform.
+    fn build(&self, options: build::Options, jobs: Arc<Jobs>) -> Result<PlatformBuild> {
         let platform = options.platform.clone();
         let context = BuildContext::open(&self.context_dir)?;
         let connections = Connections::new(self.args.registry.options()?);
+        let mut cache_connections = Connections::new(self.args.registry.options()?);
         let mut builder = Builder::new(self.layout, &self.root, context, options, connections)?;
+        builder.share_jobs(jobs);
         for (from, spec) in self.cache_from.iter().zip(&self.args.cache_from) {
-            match transfer::import(from, &mut self.cache_connections, &platform) {
+            match transfer::import(from, &mut cache_connections, &platform) {
                 Ok(imported) => builder.cache().add_import(imported),
                 Err(e) => eprintln!(
                     "img-build: warning: --cache-from {spec}: {}; not using it",
