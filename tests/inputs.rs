@@ -317,6 +317,11 @@ fn an_ambiguous_prefix_names_its_candidates_and_does_nothing() {
         let out = devnull(&store, tool, args);
         assert_error_line(&out, 1, &format!("{tool}: {says}"), tool);
     }
+    // The same for the name on stdin.
+    for tool in ["img-rm", "img-unpack", "img-inspect", "img-ls"] {
+        let out = piped(&store, tool, &[], "abcdef12\n");
+        assert_error_line(&out, 1, &format!("{tool}: {says}"), &format!("{tool} < abcdef12"));
+    }
     let out = devnull(&store, "img-rm", &["sha256:abcdef12"]);
     assert_error_line(
         &out,

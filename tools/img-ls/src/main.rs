@@ -125,7 +125,13 @@ fn list_records(args: &Args, output: Output) -> anyhow::Result<ExitCode> {
                 failed = true;
             }
             Err(e) => {
-                eprintln!("img-ls: {}: {}", input.name, img_cli::one_line(&e));
+                // An error that quotes the name (an ambiguous prefix) says it as every tool does.
+                let message = img_cli::one_line(&e);
+                if message.contains(&format!("{:?}", input.name)) {
+                    eprintln!("img-ls: {message}");
+                } else {
+                    eprintln!("img-ls: {}: {message}", input.name);
+                }
                 failed = true;
             }
         }
