@@ -69,10 +69,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        if !ok {
-            return Ok(ExitCode::FAILURE);
-        }
-        Ok(ExitCode::SUCCESS)
+        Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     })
 }
 
