@@ -91,8 +91,8 @@ fn stdin_records_are_tagged_with_the_arguments() {
     // `-` names stdin explicitly, and takes several new names.
     let out = store.records("img-tag", &["-", "dash:1", "dash:2"], "docker.io/library/app:1\n");
     assert_eq!(out.len(), 2);
-    // An empty pipeline tags nothing.
-    assert!(store.records("img-tag", &["nothing:1"], "").is_empty());
+    // An empty pipeline (a blank line; no input at all is /dev/null, nothing upstream) tags nothing.
+    assert!(store.records("img-tag", &["nothing:1"], "\n").is_empty());
     assert!(check::refs(&store.layout()).iter().all(|(n, _)| n != "docker.io/library/nothing:1"));
     // Two images cannot share one name.
     let two = format!("{line}{line}");

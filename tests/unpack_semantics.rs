@@ -601,13 +601,14 @@ fn platform_picks_from_an_index_and_errors_are_one_line() {
     assert_eq!(records[0]["bundle"], Value::Null);
     assert_eq!(fs::read(dest.join("arch")).unwrap(), b"arm64");
 
-    for (args, message) in [
-        (vec!["--platform", "linux/s390x", "multi:1"], "no image for linux/s390x"),
-        (vec!["nope:1"], "no such image"),
-        (vec![], "no image given"),
+    for (args, message, code) in [
+        (vec!["--platform", "linux/s390x", "multi:1"], "no image for linux/s390x", 1),
+        (vec!["nope:1"], "no such image", 1),
+        // Nothing named and nothing upstream (stdin is /dev/null) is a usage error.
+        (vec![], "no image given", 2),
     ] {
         let out = store.run("img-unpack", &args, "");
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}");
         let err = stderr(&out);
         assert!(err.starts_with("img-unpack: ") && err.contains(message), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");

@@ -9,6 +9,7 @@
 pub mod add_host;
 pub mod errors;
 pub mod generate;
+pub mod inputs;
 pub mod layout_arg;
 pub mod registry_args;
 pub mod tool_main;
@@ -16,6 +17,7 @@ pub mod tool_main;
 pub use add_host::parse_add_host;
 pub use errors::one_line;
 pub use generate::generate;
+pub use inputs::{images, local_images, usage_error};
 pub use layout_arg::LayoutArg;
 pub use registry_args::{RegistryArgs, TransferArgs};
-pub use tool_main::{require_images, run};
+pub use tool_main::run;

@@ -2,7 +2,8 @@
 //! (or plain reference lines) on stdin.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, BufRead, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -66,17 +67,97 @@ pub struct Input {
     pub layout: Option<PathBuf>,
 }
 
-/// The images named by arguments or, with none and stdin not a terminal, by stdin lines.
-pub fn inputs(args: &[String]) -> Result<Vec<Input>> {
+/// What stdin is to a tool given no image argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stdin {
+    /// A pipe, FIFO, socket or regular file: something upstream wrote records there (maybe
+    /// none, when it selected nothing).
+    Upstream,
+    /// A terminal, a character device such as /dev/null (a CI step's, a Makefile's under
+    /// `make < /dev/null`), or no stdin at all: nothing upstream.
+    Nothing,
+}
+
+/// What the process's stdin is.
+pub fn stdin() -> Stdin {
+    stdin_of(io::stdin().as_fd())
+}
+
+/// What `fd` is as a tool's stdin, by its file type: only a pipe, socket or regular file can
+/// carry records (a terminal and /dev/null are both character devices).
+pub fn stdin_of(fd: BorrowedFd<'_>) -> Stdin {
+    // SAFETY: fstat writes into a zeroed stat we own; a closed descriptor is an error, not UB.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Stdin::Nothing;
+    }
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFREG => Stdin::Upstream,
+        _ => Stdin::Nothing,
+    }
+}
+
+/// A mistake in naming images that is the caller's, a usage error (exit 2): found before
+/// anything is read or done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    /// No argument, and nothing upstream to read records from.
+    NoImage,
+    /// An empty argument (`img-rm "$UNSET"`): never a name, likely an unset variable.
+    EmptyArgument,
+}
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Usage::NoImage => "no image given",
+            Usage::EmptyArgument => "an empty argument names no image",
+        })
+    }
+}
+
+/// Where a tool's images come from, by the one rule every tool follows: its arguments; with
+/// none, the records upstream wrote on stdin (zero records is nothing to do); with none and
+/// nothing upstream, a usage error.
+#[derive(Debug, PartialEq)]
+pub enum Source {
+    Args(Vec<Input>),
+    Stdin,
+}
+
+/// Applies the rule to `args` and the process's stdin.
+pub fn source(args: &[String]) -> Result<Source, Usage> {
+    source_with(args, stdin())
+}
+
+/// Applies the rule to `args` and a stdin of the kind given.
+pub fn source_with(args: &[String], stdin: Stdin) -> Result<Source, Usage> {
+    if args.iter().any(|a| a.trim().is_empty()) {
+        return Err(Usage::EmptyArgument);
+    }
     if !args.is_empty() {
-        return Ok(args.iter().map(|a| Input { name: a.clone(), layout: None }).collect());
+        return Ok(Source::Args(args.iter().map(|a| Input { name: a.clone(), layout: None }).collect()));
     }
-    let stdin = io::stdin();
-    if stdin.is_terminal() {
-        return Ok(Vec::new());
+    match stdin {
+        Stdin::Upstream => Ok(Source::Stdin),
+        Stdin::Nothing => Err(Usage::NoImage),
     }
+}
+
+impl Source {
+    /// The images: the arguments', or one per record (or plain line) on stdin.
+    pub fn read(self) -> Result<Vec<Input>> {
+        match self {
+            Source::Args(inputs) => Ok(inputs),
+            Source::Stdin => read_stdin(),
+        }
+    }
+}
+
+/// One image per record (or plain reference line) on stdin; blank lines are skipped.
+pub fn read_stdin() -> Result<Vec<Input>> {
     let mut out = Vec::new();
-    for line in stdin.lock().lines() {
+    for line in io::stdin().lock().lines() {
         if let Some(input) = parse_line(&line.context("reading stdin")?)? {
             out.push(input);
         }
@@ -143,6 +224,29 @@ mod tests {
         let by_digest = parse_line(r#"{"digest":"sha256:ab"}"#).unwrap().unwrap();
         assert_eq!(by_digest.name, "sha256:ab");
         assert!(parse_line(r#"{"size":1}"#).is_err());
+    }
+
+    #[test]
+    fn stdin_kinds_by_file_type() {
+        let null = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(stdin_of(null.as_fd()), Stdin::Nothing);
+        let file = tempfile::tempfile().unwrap();
+        assert_eq!(stdin_of(file.as_fd()), Stdin::Upstream);
+        let (reader, _writer) = std::io::pipe().unwrap();
+        assert_eq!(stdin_of(reader.as_fd()), Stdin::Upstream);
+        let dir = std::fs::File::open("/").unwrap();
+        assert_eq!(stdin_of(dir.as_fd()), Stdin::Nothing);
+    }
+
+    #[test]
+    fn the_rule_for_arguments_and_stdin() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(source_with(&[], Stdin::Nothing), Err(Usage::NoImage));
+        assert_eq!(source_with(&[], Stdin::Upstream), Ok(Source::Stdin));
+        assert_eq!(source_with(&args(&[""]), Stdin::Upstream), Err(Usage::EmptyArgument));
+        assert_eq!(source_with(&args(&["a:1", " "]), Stdin::Nothing), Err(Usage::EmptyArgument));
+        let Ok(Source::Args(named)) = source_with(&args(&["a:1"]), Stdin::Nothing) else { panic!() };
+        assert_eq!(named, [Input { name: "a:1".into(), layout: None }]);
     }
 
     #[test]

@@ -4,9 +4,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use img::inspect;
-use img::layout::Layout;
+use img::layout::{Layout, resolve};
 use img::platform::Platform;
 use img::record::{self, Input};
 use img::reference::Reference;
@@ -53,7 +53,8 @@ struct Args {
     /// With --tags: ask the registry for pages of this many tags
     #[arg(long, value_name = "N", requires = "tags")]
     page_size: Option<u32>,
-    /// References: `alpine:3.20`, `localhost:5000/app@sha256:…`, or a digest in the layout
+    /// References: `alpine:3.20`, `localhost:5000/app@sha256:…`, or a digest or unique digest
+    /// prefix in the layout
     images: Vec<String>,
 }
 
@@ -65,8 +66,10 @@ fn main() -> ExitCode {
         if let Some(repository) = &args.tags {
             return list_tags(repository, args.page_size, &mut connections);
         }
-        img_cli::require_images::<Args>(&args.images, "name references as arguments or JSON Lines on stdin");
-        let inputs = record::inputs(&args.images)?;
+        let inputs = img_cli::local_images::<Args>(
+            &args.images,
+            "name references as arguments or JSON Lines on stdin",
+        )?;
         let bytes_wanted = args.raw || args.config;
         if bytes_wanted && inputs.len() > 1 {
             usage_error("--raw and --config print one image; got several");
@@ -90,7 +93,10 @@ fn inspect_one(args: &Args, input: &Input, connections: &mut Connections) -> Res
             let reference: Reference = input.name.parse()?;
             inspect::remote::read_root(&*connections.get(reference.registry())?, &reference)?
         } else {
-            inspect::local::read_root(&open_layout(args, input)?, &input.name)?
+            let layout = open_layout(args, input)?;
+            let entry = resolve::entry(&layout, &layout.read_index()?, &input.name)?;
+            let bytes = layout.read_document(&entry).with_context(|| input.name.clone())?;
+            (entry, bytes)
         };
         return print_bytes(&bytes);
     }
@@ -195,13 +201,12 @@ fn named_error(args: &Args, name: &str, e: &anyhow::Error) -> String {
         name.to_string()
     };
     let message = img_cli::one_line(e);
-    if message.starts_with(&format!("{name}:")) || message.starts_with(&format!("{shown}:")) {
-        message
-    } else {
-        format!("{shown}: {message}")
-    }
+    let names_it = message.starts_with(&format!("{name}:"))
+        || message.starts_with(&format!("{shown}:"))
+        || message.contains(&format!("{name:?}"));
+    if names_it { message } else { format!("{shown}: {message}") }
 }
 
 fn usage_error(message: &str) -> ! {
-    Args::command().error(clap::error::ErrorKind::ArgumentConflict, message).exit()
+    img_cli::usage_error::<Args>(message)
 }

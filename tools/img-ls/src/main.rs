@@ -3,13 +3,12 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::io::IsTerminal;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use img::layout::Layout;
-use img::layout::ref_names;
+use img::layout::resolve;
 use img::summary::{self, Summary};
 use img::{record, store};
 use img_cli::LayoutArg;
@@ -21,9 +20,13 @@ struct Args {
     #[command(flatten)]
     layout: LayoutArg,
     /// Print JSON Lines even on a terminal
-    #[arg(long)]
+    #[arg(long, conflicts_with = "quiet")]
     json: bool,
-    /// Only images matching these references (a name without a tag matches all its tags)
+    /// Print only each image's digest (`sha256:…`), one per line, as `docker images -q`
+    #[arg(short, long)]
+    quiet: bool,
+    /// Only images matching these references (a name without a tag matches all its tags), or
+    /// digests or unique digest prefixes
     filters: Vec<String>,
 }
 
@@ -31,11 +34,24 @@ fn main() -> ExitCode {
     img_cli::generate::<Args>("img-ls");
     img_cli::run("img-ls", || {
         let args = Args::parse();
-        let table = !args.json && std::io::stdout().is_terminal();
+        let output = if args.quiet {
+            Output::Digests
+        } else if !args.json && std::io::stdout().is_terminal() {
+            Output::Table
+        } else {
+            Output::Records
+        };
+        if args.filters.iter().any(|f| f.trim().is_empty()) {
+            img_cli::usage_error::<Args>(&record::Usage::EmptyArgument.to_string());
+        }
         // Records piped in (a pipe or a file, not a terminal or /dev/null): show just those
-        // images, enriched; `img-pull R | img-ls`.
-        if args.filters.is_empty() && stdin_is_piped() {
-            return list_records(&args, table);
+        // images, enriched; `img-pull R | img-ls`. Otherwise the whole layout.
+        if args.filters.is_empty() && record::stdin() == record::Stdin::Upstream {
+            return list_records(&args, output);
+        }
+        // Filters are checked before anything is read, as every tool checks a name.
+        for f in &args.filters {
+            resolve::Name::parse(f)?;
         }
         let path = store::choose_layout(args.layout.layout.as_deref(), None)?;
         if args.layout.layout.is_some() && !path.exists() {
@@ -58,64 +74,69 @@ fn main() -> ExitCode {
         } else {
             let mut all = Vec::new();
             for f in &args.filters {
-                let found = ref_names::filter(&entries, f);
-                if found.is_empty()
-                    && let Some(e) = ref_names::invalid_query(f)
-                {
-                    eprintln!("img-ls: {e:#}");
-                    failed = true;
+                match resolve::filter(&entries, f) {
+                    Ok(found) => all.extend(found),
+                    Err(e) => {
+                        eprintln!("img-ls: {}", img_cli::one_line(&e));
+                        failed = true;
+                    }
                 }
-                all.extend(found);
             }
             all.sort();
             all.dedup();
             all
         };
         let mut rows = Vec::new();
-        failed |= !show(&layout, selected.iter().map(|&i| &entries[i]), table, &mut rows)?;
-        if table {
+        failed |= !show(&layout, selected.iter().map(|&i| &entries[i]), output, &mut rows)?;
+        if output == Output::Table {
             print_table(&rows);
         }
         Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
     })
 }
 
-/// Whether stdin carries input from a pipe or a file (a terminal or /dev/null does not).
-fn stdin_is_piped() -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        return false;
-    }
-    let Ok(fd) = stdin.as_fd().try_clone_to_owned() else { return false };
-    let Ok(meta) = std::fs::File::from(fd).metadata() else { return false };
-    let t = meta.file_type();
-    t.is_fifo() || t.is_file() || t.is_socket()
+/// What img-ls prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    /// A table for people (stdout a terminal).
+    Table,
+    /// A JSON record per image.
+    Records,
+    /// `-q`: just each image's digest, which every other tool takes as a name on stdin.
+    Digests,
 }
 
 /// The images the records on stdin name, each in its record's layout (else `--layout`, else
 /// the store's); one that is not there is an error, the others are still shown.
-fn list_records(args: &Args, table: bool) -> anyhow::Result<ExitCode> {
+fn list_records(args: &Args, output: Output) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     let mut rows = Vec::new();
     // Each layout opened and its index read once, however many records name it.
     let mut opened: HashMap<PathBuf, (Layout, Vec<img::document::Descriptor>)> = HashMap::new();
-    for input in record::inputs(&[])? {
+    let inputs = record::read_stdin()?;
+    img_cli::inputs::check_names(&inputs)?;
+    for input in inputs {
         let found = store::choose_layout(args.layout.layout.as_deref(), input.layout.as_deref())
             .and_then(|path| find_in(&mut opened, path, &input.name));
         match found {
-            Ok(Some((layout, entry))) => failed |= !show(layout, std::iter::once(&entry), table, &mut rows)?,
+            Ok(Some((layout, entry))) => failed |= !show(layout, std::iter::once(&entry), output, &mut rows)?,
             Ok(None) => {
                 eprintln!("img-ls: {}: no such image in the layout", input.name);
                 failed = true;
             }
             Err(e) => {
-                eprintln!("img-ls: {}: {}", input.name, img_cli::one_line(&e));
+                // An error that quotes the name (an ambiguous prefix) says it as every tool does.
+                let message = img_cli::one_line(&e);
+                if message.contains(&format!("{:?}", input.name)) {
+                    eprintln!("img-ls: {message}");
+                } else {
+                    eprintln!("img-ls: {}: {message}", input.name);
+                }
                 failed = true;
             }
         }
     }
-    if table {
+    if output == Output::Table {
         print_table(&rows);
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
@@ -136,20 +157,25 @@ fn find_in<'m>(
             v.insert((layout, entries))
         }
     };
-    Ok(ref_names::find(entries, name).first().map(|&i| (&*layout, entries[i].clone())))
+    Ok(resolve::find(entries, name)?.first().map(|&i| (&*layout, entries[i].clone())))
 }
 
 /// Prints each entry's record (or keeps its row for the table); false if one failed.
 fn show<'a>(
     layout: &Layout,
     entries: impl Iterator<Item = &'a img::document::Descriptor>,
-    table: bool,
+    output: Output,
     rows: &mut Vec<Summary>,
 ) -> anyhow::Result<bool> {
     let mut ok = true;
     for entry in entries {
+        if output == Output::Digests {
+            // What index.json names, nothing read beyond it: a quick list for another tool.
+            print_line(&entry.digest.to_string())?;
+            continue;
+        }
         match summary::summarise(layout, entry) {
-            Ok(s) if table => rows.push(s),
+            Ok(s) if output == Output::Table => rows.push(s),
             Ok(s) => record::print(&s.record(layout.root()))?,
             Err(e) => {
                 let name = entry.ref_name().map_or_else(|| entry.digest.to_string(), str::to_string);
@@ -159,6 +185,13 @@ fn show<'a>(
         }
     }
     Ok(ok)
+}
+
+fn print_line(line: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush())?;
+    Ok(())
 }
 
 fn print_table(rows: &[Summary]) {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use img::archive::{self, ArchiveRef, ImportOptions};
 use img::layout::Layout;
@@ -40,6 +40,9 @@ struct Args {
     /// The largest archive read from a pipe or decompressed first (docker-archive:-), in bytes
     #[arg(long, value_name = "BYTES", default_value_t = archive::DEFAULT_MAX_SPOOL)]
     max_size: u64,
+    /// Print only each image's digest (`sha256:…`), one per line, instead of its record
+    #[arg(short, long)]
+    quiet: bool,
     /// References: `alpine:3.20`, `localhost:5000/app@sha256:…`, `name:tag@sha256:…`, or
     /// archives: `docker-archive:PATH[:REF]`, `oci-archive:PATH[:REF]` (PATH `-`: stdin)
     images: Vec<String>,
@@ -49,9 +52,16 @@ fn main() -> ExitCode {
     img_cli::generate::<Args>("img-pull");
     img_cli::run("img-pull", || {
         let args = Args::parse();
-        img_cli::require_images::<Args>(&args.images, "name references as arguments or JSON Lines on stdin");
         // An empty pipeline (nothing selected upstream) has nothing to do.
-        let inputs = record::inputs(&args.images)?;
+        let inputs =
+            img_cli::images::<Args>(&args.images, "name references as arguments or JSON Lines on stdin")?;
+        // Every reference is checked before anything is pulled: a malformed one is the same
+        // one-line error here as in every other tool, and nothing is fetched.
+        for input in &inputs {
+            if matches!(Transport::parse(&input.name), Transport::Registry) && !is_digest_alone(&input.name) {
+                input.name.parse::<Reference>()?;
+            }
+        }
         let layout = Layout::open_or_create(store::choose_layout(args.layout.layout.as_deref(), None)?)?;
         let mut connections = Connections::new(args.registry.options()?);
         let options = PullOptions {
@@ -65,11 +75,12 @@ fn main() -> ExitCode {
         for input in inputs {
             let (pulled, archive) = match Transport::parse(&input.name) {
                 Transport::Registry => {
-                    let pulled =
-                        pull_one(&input.name, &layout, &mut connections, &options, args.referrers, &progress);
+                    let pulled = pull_one(&input.name, &layout, &mut connections, &options, &args, &progress);
                     (pulled, false)
                 }
-                Transport::Archive(a) => (a.and_then(|a| import_archive(&a, &layout, &import)), true),
+                Transport::Archive(a) => {
+                    (a.and_then(|a| import_archive(&a, &layout, &import, args.quiet)), true)
+                }
             };
             if let Err(e) = pulled {
                 let parsed = input
@@ -91,7 +102,7 @@ fn pull_one(
     layout: &Layout,
     connections: &mut Connections,
     options: &PullOptions,
-    referrers: bool,
+    args: &Args,
     progress: &Bars,
 ) -> Result<()> {
     // A record without its ref (`jq 'del(.ref)'`) names a digest alone: no repository to ask.
@@ -101,7 +112,7 @@ fn pull_one(
     let reference: Reference = name.parse()?;
     let registry = connections.get(reference.registry())?;
     let pulled = pull::pull(&registry, layout, &reference, options, progress)?;
-    if referrers {
+    if args.referrers {
         let repo = img::registry::Repository::new(&registry, reference.repository(), false);
         img::registry::referrers::pull(&repo, layout, &pulled.descriptor.digest, progress)?;
     }
@@ -112,6 +123,9 @@ fn pull_one(
             pulled.name, pulled.descriptor.digest, pulled.fetched_blobs, pulled.fetched_bytes
         ),
     );
+    if args.quiet {
+        return print_digest(&pulled.descriptor.digest);
+    }
     let mut extra = BTreeMap::new();
     extra.insert("fetchedBytes".to_string(), Value::from(pulled.fetched_bytes));
     record::print(&ImageRecord {
@@ -134,14 +148,25 @@ impl Transport {
 }
 
 /// Imports every image of an archive (or the one its reference names): a record per name.
-fn import_archive(archive: &ArchiveRef, layout: &Layout, options: &ImportOptions) -> Result<()> {
+fn import_archive(archive: &ArchiveRef, layout: &Layout, options: &ImportOptions, quiet: bool) -> Result<()> {
     for image in archive::import(layout, archive, options)? {
+        if quiet {
+            print_digest(&image.descriptor.digest)?;
+            continue;
+        }
         record::print(&ImageRecord {
             platform: image.platform.map(|p| p.to_string()),
             ..ImageRecord::new(&image.descriptor, image.name, layout.root())
         })?;
     }
     Ok(())
+}
+
+/// `-q`: the digest alone on a line, which every other tool takes as a name on stdin.
+fn print_digest(digest: &img::digest::Digest) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{digest}").and_then(|()| out.flush()).context("writing to stdout")
 }
 
 /// `sha256:…` with no repository before it (which would otherwise parse as image `sha256`).

@@ -52,9 +52,9 @@ fn main() -> ExitCode {
     img_cli::generate::<Args>("img-push");
     img_cli::run("img-push", || {
         let args = Args::parse();
-        img_cli::require_images::<Args>(&args.images, "name images as arguments or JSON Lines on stdin");
         // An empty pipeline (nothing selected upstream) has nothing to do.
-        let inputs = record::inputs(&args.images)?;
+        let inputs =
+            img_cli::local_images::<Args>(&args.images, "name images as arguments or JSON Lines on stdin")?;
         let to = args.to.as_deref().map(Destination::parse).transpose()?;
         if to.is_some() && inputs.len() > 1 {
             bail!("--to takes one image, but {} were given", inputs.len());

@@ -9,7 +9,7 @@ use clap::Parser;
 use img::digest::Digest;
 use img::document::Descriptor;
 use img::layout::Layout;
-use img::layout::{gc, graph, ref_names};
+use img::layout::{gc, graph, resolve};
 use img::record::{self, ImageRecord, Input};
 use img::registry::{Connections, delete};
 use img::snapshot::{self, Collection};
@@ -39,7 +39,8 @@ struct Args {
     remote: bool,
     #[command(flatten)]
     registry: RegistryArgs,
-    /// References (`alpine:3.20`) or digests (`sha256:…`) of the images to remove
+    /// References (`alpine:3.20`), digests (`sha256:…`) or unique digest prefixes of at least
+    /// 6 hex digits (`sha256:4f1c2a`, `4f1c2a`) of the images to remove
     images: Vec<String>,
 }
 
@@ -71,12 +72,12 @@ fn main() -> ExitCode {
             record::print(&out)?;
             return Ok(ExitCode::SUCCESS);
         }
-        img_cli::require_images::<Args>(
+        // An empty pipeline (`img-ls | jq 'select(…)' | img-rm` selecting nothing) removes nothing;
+        // a malformed name removes nothing at all.
+        let inputs = img_cli::local_images::<Args>(
             &args.images,
             "name references as arguments or JSON Lines on stdin (or use --prune)",
-        );
-        // An empty pipeline (`img-ls | jq 'select(…)' | img-rm` selecting nothing) removes nothing.
-        let inputs = record::inputs(&args.images)?;
+        )?;
         if args.remote {
             return remove_remote(&inputs, &args);
         }
@@ -131,15 +132,18 @@ fn remove_from(path: &std::path::Path, inputs: &[Input], args: &Args) -> Result<
     let removed: Vec<Descriptor> = layout.update_index(|index| {
         let mut positions = BTreeSet::new();
         for input in inputs {
-            let found = index.find(&input.name);
-            if found.is_empty() && !args.force {
-                match ref_names::invalid_query(&input.name) {
-                    Some(e) => eprintln!("img-rm: {e:#}"),
-                    None => eprintln!("img-rm: {}: no such image in {}", input.name, layout.root().display()),
+            match resolve::find(index.entries(), &input.name) {
+                Ok(found) if found.is_empty() && !args.force => {
+                    eprintln!("img-rm: {}: no such image in {}", input.name, layout.root().display());
+                    ok = false;
                 }
-                ok = false;
+                Ok(found) => positions.extend(found),
+                // An ambiguous digest prefix removes nothing of what it matches.
+                Err(e) => {
+                    eprintln!("img-rm: {}", img_cli::one_line(&e));
+                    ok = false;
+                }
             }
-            positions.extend(found);
         }
         let removed = index.remove(&positions.into_iter().collect::<Vec<_>>());
         // Referrers (signatures…) of what went go too, or they would keep its blobs.

@@ -1,27 +1,26 @@
 //! img-tag: new names for an image of an OCI image layout, as `docker tag`.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
-use clap::{CommandFactory, Parser};
-use img::document::Descriptor;
-use img::layout::Layout;
-use img::record::{self, ImageRecord, Input};
+use anyhow::bail;
+use clap::Parser;
+use img::layout::{Layout, resolve};
+use img::record::{self, ImageRecord, Input, Stdin, Usage};
 use img::reference::Reference;
 use img::store;
 use img_cli::LayoutArg;
 
 /// Give an image of an OCI image layout new names (same digest, same descriptor), as
-/// `docker tag`: `img-tag SRC DST...`. With a single argument and stdin not a terminal (or
-/// `-` as SRC), the image comes from stdin: one record or reference line, tagged DST...
+/// `docker tag`: `img-tag SRC DST...`. With a single argument and records piped in (or `-` as
+/// SRC), the image comes from stdin: one record or reference line, tagged DST...
 /// Prints one JSON record per new name.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
     #[command(flatten)]
     layout: LayoutArg,
-    /// SRC (a reference or digest in the layout, or `-` for stdin) then DST names
+    /// SRC (a reference, digest or unique digest prefix in the layout, or `-` for stdin) then
+    /// DST names
     names: Vec<String>,
 }
 
@@ -29,10 +28,17 @@ fn main() -> ExitCode {
     img_cli::generate::<Args>("img-tag");
     img_cli::run("img-tag", || {
         let args = Args::parse();
+        if args.names.iter().any(|n| n.trim().is_empty()) {
+            usage(&Usage::EmptyArgument.to_string());
+        }
+        let upstream = record::stdin() == Stdin::Upstream;
         let from_stdin = match args.names.as_slice() {
             [] => usage("no image given: img-tag SRC DST... (or records on stdin and DST...)"),
+            [first, ..] if first == "-" && !upstream => {
+                usage("no image given: `-` reads the image from stdin, but nothing is piped in")
+            }
             [first, ..] if first == "-" => true,
-            [_] if std::io::stdin().is_terminal() => usage("no new name given: img-tag SRC DST..."),
+            [_] if !upstream => usage("no new name given: img-tag SRC DST..."),
             [_] => true,
             _ => false,
         };
@@ -45,11 +51,12 @@ fn main() -> ExitCode {
             match t.parse::<Reference>() {
                 Ok(r) if r.digest().is_none() => names.push(r.to_string()),
                 Ok(_) => usage(&format!("{t}: a new name is NAME[:TAG], without a digest")),
-                Err(e) => usage(&format!("{t}: {e:#}")),
+                Err(e) => usage(&format!("{e:#}")),
             }
         }
         let sources = if from_stdin {
-            let inputs = record::inputs(&[])?;
+            // An empty pipeline tags nothing; two images cannot share one name.
+            let inputs = record::read_stdin()?;
             if inputs.len() > 1 {
                 bail!("stdin names {} images, but a name holds one image", inputs.len());
             }
@@ -57,10 +64,12 @@ fn main() -> ExitCode {
         } else {
             vec![Input { name: args.names[0].clone(), layout: None }]
         };
+        // The source is checked before it is looked up, as every tool checks a name.
+        img_cli::inputs::check_names(&sources)?;
         for source in sources {
             let layout =
                 Layout::open(store::choose_layout(args.layout.layout.as_deref(), source.layout.as_deref())?)?;
-            let entry = find(&layout, &source.name)?;
+            let entry = resolve::entry(&layout, &layout.read_index()?, &source.name)?;
             layout.update_index(|index| {
                 for name in &names {
                     index.set_ref(name, &entry);
@@ -80,29 +89,12 @@ fn main() -> ExitCode {
     })
 }
 
-/// The `index.json` entry `name` denotes; an error if none, or several different images.
-fn find(layout: &Layout, name: &str) -> Result<Descriptor> {
-    let index = layout.read_index()?;
-    let found = index.find(name);
-    let Some(&first) = found.first() else {
-        bail!("{name}: no such image in {}", layout.root().display());
-    };
-    let entry = index.entries()[first].clone();
-    if found.iter().any(|&i| index.entries()[i].digest != entry.digest) {
-        bail!(
-            "{name}: names several images in {}: use a full reference or a digest",
-            layout.root().display()
-        );
-    }
-    Ok(entry)
-}
-
 /// The platform the image's config declares (for a single-platform image).
 fn platform_of(layout: &Layout, name: &str) -> Option<String> {
-    let image = img::layout::resolve::image(layout, name, None).ok()?;
+    let image = resolve::image(layout, name, None).ok()?;
     (image.entry.digest == image.manifest_descriptor.digest).then(|| image.platform.to_string())
 }
 
 fn usage(message: &str) -> ! {
-    Args::command().error(clap::error::ErrorKind::MissingRequiredArgument, message).exit()
+    img_cli::usage_error::<Args>(message)
 }

@@ -18,8 +18,8 @@ use img::{bundle, layer, store};
 use img_cli::LayoutArg;
 use serde_json::{Value, json};
 
-/// Unpack an image (a reference or digest, or a JSON Lines record on stdin) into an OCI
-/// runtime bundle or a plain rootfs directory. Prints {"bundle", "rootfs", "image"}.
+/// Unpack images (references or digests, or JSON Lines records on stdin) into OCI runtime
+/// bundles or plain rootfs directories. Prints {"bundle", "rootfs", "image"} per image.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -35,8 +35,9 @@ struct Args {
     /// The platform to pick from a multi-platform image (default: this machine's)
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<Platform>,
-    /// The image: a reference (`alpine:3.20`) or a digest
-    image: Option<String>,
+    /// The images: references (`alpine:3.20`), digests or unique digest prefixes (`4f1c2a`)
+    #[arg(value_name = "IMAGE")]
+    images: Vec<String>,
 }
 
 /// Written into each bundle so that unpacking the same image again is a cheap no-op.
@@ -46,18 +47,29 @@ fn main() -> ExitCode {
     img_cli::generate::<Args>("img-unpack");
     img_cli::run("img-unpack", || {
         let args = Args::parse();
-        let inputs = record::inputs(args.image.as_slice())?;
-        match inputs.len() {
-            0 => bail!("no image given: name one as an argument or a JSON Lines record on stdin"),
-            1 => {}
-            _ if args.bundle.is_some() => bail!("--bundle takes one image, but {} were given", inputs.len()),
-            _ => {}
+        // An empty pipeline (nothing selected upstream) has nothing to unpack.
+        let inputs = img_cli::local_images::<Args>(
+            &args.images,
+            "name one as an argument or a JSON Lines record on stdin",
+        )?;
+        if args.bundle.is_some() && inputs.len() > 1 {
+            img_cli::usage_error::<Args>(&format!(
+                "--bundle takes one image, but {} were given",
+                inputs.len()
+            ));
         }
+        // Each image on its own: one that fails is said on stderr, the others are still unpacked.
+        let mut ok = true;
         for input in &inputs {
-            let out = unpack(&args, input)?;
-            record::print(&out)?;
+            match unpack(&args, input) {
+                Ok(out) => record::print(&out)?,
+                Err(e) => {
+                    eprintln!("img-unpack: {}", img_cli::one_line(&e));
+                    ok = false;
+                }
+            }
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     })
 }
 

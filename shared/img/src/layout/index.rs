@@ -90,9 +90,10 @@ impl IndexFile {
         &self.entries
     }
 
-    /// Indexes of the entries a query names (see [`ref_names::find`]).
+    /// Indexes of the entries a query names, every match of a digest prefix included (see
+    /// [`super::resolve::lookup`]; [`super::resolve::find`] also says why a name is wrong).
     pub fn find(&self, query: &str) -> Vec<usize> {
-        ref_names::find(&self.entries, query)
+        super::resolve::lookup(&self.entries, query)
     }
 
     pub fn set_ref(&mut self, name: &str, descriptor: &Descriptor) {
