@@ -311,14 +311,22 @@ fn push_into_rm_unpack_run_uses_the_local_copy() {
     // -q: only the digest, one line per image.
     assert_eq!(w.text("img-push -q --to $REG/up/bb:q localhost/bb:1"), format!("{}\n", w.digest));
 
-    // Undoing a push takes the destination from `pushed` (`ref` is the local image).
+    // Undoing a push deletes the destination, `pushed` (`ref` is the local image, which may
+    // have come from a registry that must not lose it), with or without jq's help.
+    for undo in ["img-rm --remote", "jq -c '{ref: .pushed}' | img-rm --remote"] {
+        let deleted = one(w.ok(&format!("img-push --to $REG/undo/bb:1 localhost/bb:1 | {undo}")));
+        assert_eq!(deleted["ref"], format!("{}/undo/bb:1@{}", w.host(), w.digest));
+        let gone = w.sh("img-inspect --remote $REG/undo/bb:1");
+        assert_eq!(gone.status.code(), Some(1));
+        assert!(stderr(&gone).contains("manifest unknown"), "{}", stderr(&gone));
+        assert_eq!(w.remote_digest(&dest), w.digest, "another repository keeps its copy");
+    }
+    // An image pulled from the registry and pushed elsewhere: undoing the push leaves the
+    // repository it came from alone.
     let deleted =
-        one(w.ok("img-push --to $REG/undo/bb:1 localhost/bb:1 | jq -c '{ref: .pushed}' | img-rm --remote"));
-    assert_eq!(deleted["ref"], format!("{}/undo/bb:1@{}", w.host(), w.digest));
-    let gone = w.sh("img-inspect --remote $REG/undo/bb:1");
-    assert_eq!(gone.status.code(), Some(1));
-    assert!(stderr(&gone).contains("manifest unknown"), "{}", stderr(&gone));
-    assert_eq!(w.remote_digest(&dest), w.digest, "another repository keeps its copy");
+        one(w.ok("img-pull --layout $W/o $REG/up/bb:1 | img-push --to $REG/undo/bb:2 | img-rm --remote"));
+    assert_eq!(deleted["ref"], format!("{}/undo/bb:2@{}", w.host(), w.digest));
+    assert_eq!(w.remote_digest(&dest), w.digest, "the source keeps its image");
 
     // push → rm: `docker push && docker rmi`; the registry keeps its copy.
     let removed = one(w.ok("img-push --to $REG/up/bb:1 localhost/bb:1 | img-rm"));

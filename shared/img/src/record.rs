@@ -65,6 +65,25 @@ pub struct Input {
     pub name: String,
     /// The layout named in the record this came from, if any.
     pub layout: Option<PathBuf>,
+    /// The record's `mediaType`: an index's record asks for the whole index (img-pull).
+    pub media_type: Option<String>,
+    /// The record's `pushed` (img-push's): where the image was pushed to, which is what
+    /// `img-rm --remote` deletes, never the local name's registry.
+    pub pushed: Option<String>,
+}
+
+impl Input {
+    /// An image named by an argument or a plain line: a name and nothing else.
+    pub fn named(name: &str) -> Input {
+        Input { name: name.to_string(), layout: None, media_type: None, pushed: None }
+    }
+
+    /// Whether the record named a multi-platform index.
+    pub fn is_index(&self) -> bool {
+        self.media_type
+            .as_deref()
+            .is_some_and(|m| crate::media_type::kind(m) == crate::media_type::Kind::Index)
+    }
 }
 
 /// What stdin is to a tool given no image argument.
@@ -136,7 +155,7 @@ pub fn source_with(args: &[String], stdin: Stdin) -> Result<Source, Usage> {
         return Err(Usage::EmptyArgument);
     }
     if !args.is_empty() {
-        return Ok(Source::Args(args.iter().map(|a| Input { name: a.clone(), layout: None }).collect()));
+        return Ok(Source::Args(args.iter().map(|a| Input::named(a)).collect()));
     }
     match stdin {
         Stdin::Upstream => Ok(Source::Stdin),
@@ -196,7 +215,7 @@ pub fn parse_line(line: &str) -> Result<Option<Input>> {
         return Ok(None);
     }
     let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(line) else {
-        return Ok(Some(Input { name: line.to_string(), layout: None }));
+        return Ok(Some(Input::named(line)));
     };
     let image = match obj.get("image") {
         Some(Value::Object(inner)) => inner,
@@ -206,7 +225,12 @@ pub fn parse_line(line: &str) -> Result<Option<Input>> {
     let name = text("ref")
         .or_else(|| text("digest"))
         .with_context(|| format!("stdin record has neither \"ref\" nor \"digest\": {line}"))?;
-    Ok(Some(Input { name, layout: text("layout").map(PathBuf::from) }))
+    Ok(Some(Input {
+        name,
+        layout: text("layout").map(PathBuf::from),
+        media_type: text("mediaType"),
+        pushed: text("pushed"),
+    }))
 }
 
 #[cfg(test)]
@@ -218,12 +242,17 @@ mod tests {
         assert_eq!(parse_line("  ").unwrap(), None);
         assert_eq!(parse_line("alpine:3").unwrap().unwrap().name, "alpine:3");
         let r = parse_line(r#"{"ref":"a:1","digest":"sha256:x","layout":"/l"}"#).unwrap().unwrap();
-        assert_eq!(r, Input { name: "a:1".into(), layout: Some("/l".into()) });
+        assert_eq!(r, Input { layout: Some("/l".into()), ..Input::named("a:1") });
         let nested = parse_line(r#"{"bundle":"/b","image":{"ref":"b:2","layout":"/m"}}"#).unwrap().unwrap();
-        assert_eq!(nested, Input { name: "b:2".into(), layout: Some("/m".into()) });
+        assert_eq!(nested, Input { layout: Some("/m".into()), ..Input::named("b:2") });
         let by_digest = parse_line(r#"{"digest":"sha256:ab"}"#).unwrap().unwrap();
         assert_eq!(by_digest.name, "sha256:ab");
         assert!(parse_line(r#"{"size":1}"#).is_err());
+        assert!(!r.is_index());
+        let pushed = r#"{"ref":"a:1","mediaType":"application/vnd.oci.image.index.v1+json","pushed":"r/a:1@sha256:x"}"#;
+        let pushed = parse_line(pushed).unwrap().unwrap();
+        assert!(pushed.is_index());
+        assert_eq!(pushed.pushed.as_deref(), Some("r/a:1@sha256:x"));
     }
 
     #[test]
@@ -246,7 +275,7 @@ mod tests {
         assert_eq!(source_with(&args(&[""]), Stdin::Upstream), Err(Usage::EmptyArgument));
         assert_eq!(source_with(&args(&["a:1", " "]), Stdin::Nothing), Err(Usage::EmptyArgument));
         let Ok(Source::Args(named)) = source_with(&args(&["a:1"]), Stdin::Nothing) else { panic!() };
-        assert_eq!(named, [Input { name: "a:1".into(), layout: None }]);
+        assert_eq!(named, [Input::named("a:1")]);
     }
 
     #[test]

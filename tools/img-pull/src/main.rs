@@ -1,6 +1,8 @@
 //! img-pull: registry → local OCI image layout.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -62,7 +64,6 @@ fn main() -> ExitCode {
                 input.name.parse::<Reference>()?;
             }
         }
-        let layout = Layout::open_or_create(store::choose_layout(args.layout.layout.as_deref(), None)?)?;
         let mut connections = Connections::new(args.registry.options()?);
         let options = PullOptions {
             platform: args.platform.clone(),
@@ -72,14 +73,31 @@ fn main() -> ExitCode {
         let progress = Bars::new(args.transfer.verbose);
         let mut ok = true;
         let import = ImportOptions { max_spool: args.max_size };
+        // A record pulls into the layout it names (`img-ls --layout L | img-pull` refreshes L),
+        // unless --layout says where; each layout is opened once.
+        let mut layouts: BTreeMap<PathBuf, Layout> = BTreeMap::new();
         for input in inputs {
-            let (pulled, archive) = match Transport::parse(&input.name) {
-                Transport::Registry => {
-                    let pulled = pull_one(&input.name, &layout, &mut connections, &options, &args, &progress);
+            let layout = match store::choose_layout(args.layout.layout.as_deref(), input.layout.as_deref()) {
+                Ok(path) => match layouts.entry(path) {
+                    Entry::Occupied(e) => Ok(&*e.into_mut()),
+                    Entry::Vacant(e) => Layout::open_or_create(e.key()).map(|l| &*e.insert(l)),
+                },
+                Err(e) => Err(e),
+            };
+            // The record of an index asks for the whole index again, unless --platform
+            // picks one of its images.
+            let options = PullOptions {
+                all_platforms: options.all_platforms || (input.is_index() && args.platform.is_none()),
+                ..options.clone()
+            };
+            let (pulled, archive) = match (layout, Transport::parse(&input.name)) {
+                (Err(e), transport) => (Err(e), matches!(transport, Transport::Archive(_))),
+                (Ok(layout), Transport::Registry) => {
+                    let pulled = pull_one(&input.name, layout, &mut connections, &options, &args, &progress);
                     (pulled, false)
                 }
-                Transport::Archive(a) => {
-                    (a.and_then(|a| import_archive(&a, &layout, &import, args.quiet)), true)
+                (Ok(layout), Transport::Archive(a)) => {
+                    (a.and_then(|a| import_archive(&a, layout, &import, args.quiet)), true)
                 }
             };
             if let Err(e) = pulled {

@@ -34,7 +34,8 @@ struct Args {
     #[arg(long, conflicts_with = "images")]
     prune: bool,
     /// Delete the images in their registry instead (a tag deletes the manifest it names now,
-    /// and so every tag of it), as `skopeo delete` does
+    /// and so every tag of it), as `skopeo delete` does; an img-push record's image is deleted
+    /// where it was pushed (its `pushed`)
     #[arg(long, conflicts_with_all = ["prune", "no_gc"])]
     remote: bool,
     #[command(flatten)]
@@ -104,7 +105,10 @@ fn remove_remote(inputs: &[Input], args: &Args) -> Result<ExitCode> {
     let mut connections = Connections::new(args.registry.options()?);
     let mut ok = true;
     for input in inputs {
-        let deleted = delete::parse(&input.name).and_then(|reference| {
+        // img-push's record names the local image and where it went: `--remote` deletes the
+        // copy pushed (undoing the push), never the registry the local name came from.
+        let name = input.pushed.as_deref().unwrap_or(&input.name);
+        let deleted = delete::parse(name).and_then(|reference| {
             let registry = connections.get(reference.registry())?;
             let digest = delete::delete(&registry, &reference)?;
             Ok((reference, digest))
@@ -116,7 +120,7 @@ fn remove_remote(inputs: &[Input], args: &Args) -> Result<ExitCode> {
             // -f: an image the registry does not have is not an error, as for a layout.
             Err(e) if args.force && img_cli::one_line(&e).ends_with("(404)") => {}
             Err(e) => {
-                eprintln!("img-rm: {}: {}", input.name, img_cli::one_line(&e));
+                eprintln!("img-rm: {name}: {}", img_cli::one_line(&e));
                 ok = false;
             }
         }

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
             }
             inputs
         } else {
-            vec![Input { name: args.names[0].clone(), layout: None }]
+            vec![Input::named(&args.names[0])]
         };
         // The source is checked before it is looked up, as every tool checks a name.
         img_cli::inputs::check_names(&sources)?;
