@@ -173,6 +173,9 @@ fn label(stage: &Stage) -> String {
     stage.name.clone().unwrap_or_else(|| stage.index.to_string())
 }
 
+/// Held while a base image is pulled and looked up, by the builds of every platform.
+static BASE_IMAGES: Mutex<()> = Mutex::new(());
+
 /// Threads that run stages get the stack a main thread has (deeply nested variable
 /// expansions recurse).
 const STAGE_STACK: usize = 16 << 20;
@@ -474,8 +477,14 @@ impl<'a> Builder<'a> {
     fn base_image(&self, name: &str, platform: &Platform) -> Result<(ImageState, Digest)> {
         let wanted = name.parse::<Reference>()?.to_string();
         let policy = if self.options.pull { pull::Policy::Always } else { pull::Policy::Missing };
-        pull::ensure(self.layout, &wanted, Some(platform), policy, &mut lock(&self.connections))?;
-        let image = resolve::image(self.layout, &wanted, Some(platform))?;
+        let image = {
+            // Pulling one platform's image of a tag points the tag at it (as docker's pull
+            // --platform does): another platform's build must not look the tag up between
+            // this pull and this lookup.
+            let _one_at_a_time = lock(&BASE_IMAGES);
+            pull::ensure(self.layout, &wanted, Some(platform), policy, &mut lock(&self.connections))?;
+            resolve::image(self.layout, &wanted, Some(platform))?
+        };
         let diff_ids = image.config.rootfs.as_ref().map(|r| r.diff_ids.clone()).unwrap_or_default();
         if diff_ids.len() != image.manifest.layers.len() {
             bail!(
