@@ -31,15 +31,6 @@ fn image(seed: &str) -> BuiltImage {
     TestImage::new().layer(Layer::new([Entry::file("seed", seed)])).build()
 }
 
-fn store_with(images: &[(&str, &BuiltImage)]) -> Store {
-    let store = Store::new();
-    let layout = Layout::open_or_create(store.layout()).unwrap();
-    for (name, img) in images {
-        img.write_to(&layout, Some(name)).unwrap();
-    }
-    store
-}
-
 fn index_json(store: &Store) -> Vec<u8> {
     fs::read(store.layout().join("index.json")).unwrap()
 }
@@ -95,7 +86,7 @@ fn assert_error_line(out: &Output, code: i32, line: &str, what: &str) {
 
 #[test]
 fn no_image_and_nothing_upstream_is_a_usage_error() {
-    let store = store_with(&[("app:1", &image("a"))]);
+    let store = Store::with_images(&[("app:1", &image("a"))]);
     let before = index_json(&store);
     for (tool, extra) in TAKERS {
         // img-tag with `-` and nothing piped in; the others with no argument at all.
@@ -126,7 +117,7 @@ fn no_image_and_nothing_upstream_is_a_usage_error() {
 
 #[test]
 fn an_empty_pipe_or_file_selects_nothing_and_is_success() {
-    let store = store_with(&[("app:1", &image("a"))]);
+    let store = Store::with_images(&[("app:1", &image("a"))]);
     let before = index_json(&store);
     let empty_file = store.path().join("empty.jsonl");
     fs::write(&empty_file, "").unwrap();
@@ -158,7 +149,7 @@ fn an_empty_pipe_or_file_selects_nothing_and_is_success() {
 
 #[test]
 fn an_empty_argument_is_a_usage_error() {
-    let store = store_with(&[("app:1", &image("a"))]);
+    let store = Store::with_images(&[("app:1", &image("a"))]);
     let before = index_json(&store);
     let cases: [(&str, &[&str]); 10] = [
         ("img-pull", &[""]),
@@ -191,7 +182,7 @@ fn invalid(name: &str) -> String {
 
 #[test]
 fn a_malformed_reference_is_one_error_everywhere_before_any_lookup() {
-    let store = store_with(&[("app:1", &image("a"))]);
+    let store = Store::with_images(&[("app:1", &image("a"))]);
     let before = index_json(&store);
     let bundles = store.path().join("bundles");
     for bad in ["Alpine:3", "a//b", "x:", "foo@sha256:zz", "app:-1"] {
@@ -235,7 +226,7 @@ fn a_malformed_reference_is_one_error_everywhere_before_any_lookup() {
 #[test]
 fn unique_digest_prefixes_name_images() {
     let (a, b) = (image("a"), image("b"));
-    let store = store_with(&[("app:1", &a), ("other:1", &b)]);
+    let store = Store::with_images(&[("app:1", &a), ("other:1", &b)]);
     let digest = a.manifest.descriptor.digest.to_string();
     let hex = a.manifest.descriptor.digest.hex().to_string();
     let short = &hex[..12];
@@ -286,7 +277,7 @@ fn unique_digest_prefixes_name_images() {
 /// Two made-up `index.json` entries whose digests share their first 8 digits (nothing is read
 /// from them: the prefix is refused before).
 fn layout_with_lookalikes() -> (Store, [String; 2]) {
-    let store = store_with(&[("app:1", &image("a"))]);
+    let store = Store::with_images(&[("app:1", &image("a"))]);
     let path = store.layout().join("index.json");
     let mut index: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     let digests = ["1", "2"].map(|tail| format!("sha256:abcdef12{}", tail.repeat(56)));
@@ -342,7 +333,7 @@ fn unpack_dest(store: &Store, name: &str) -> PathBuf {
 #[test]
 fn unpack_goes_on_after_a_failure() {
     let (a, b) = (image("a"), image("b"));
-    let store = store_with(&[("app:1", &a), ("other:1", &b)]);
+    let store = Store::with_images(&[("app:1", &a), ("other:1", &b)]);
     let layout = store.layout().display().to_string();
     let out = devnull(&store, "img-unpack", &["--rootfs-only", "app:1", "nope:1", "other:1"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -373,7 +364,7 @@ fn unpack_goes_on_after_a_failure() {
 #[test]
 fn quiet_lists_digests_the_other_tools_take() {
     let (a, b) = (image("a"), image("b"));
-    let store = store_with(&[("app:1", &a), ("other:1", &b)]);
+    let store = Store::with_images(&[("app:1", &a), ("other:1", &b)]);
     let out = devnull(&store, "img-ls", &["-q"]);
     assert_success(&out, "img-ls -q");
     let want = format!("{}\n{}\n", a.manifest.descriptor.digest, b.manifest.descriptor.digest);

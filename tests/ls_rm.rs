@@ -17,15 +17,6 @@ fn image(seed: &str) -> BuiltImage {
         .build()
 }
 
-fn store_with(images: &[(&str, &BuiltImage)]) -> Store {
-    let store = Store::new();
-    let layout = Layout::open_or_create(store.layout()).unwrap();
-    for (name, img) in images {
-        img.write_to(&layout, Some(name)).unwrap();
-    }
-    store
-}
-
 fn refs_of(records: &[Value]) -> Vec<String> {
     records.iter().map(|r| r["ref"].as_str().unwrap_or("").to_string()).collect()
 }
@@ -61,7 +52,7 @@ fn assert_one_line_error(out: &Output, tool: &str, code: i32, says: &str) {
 #[test]
 fn json_lines_when_piped_or_asked() {
     let (a, b) = (image("a"), image("b"));
-    let store = store_with(&[("docker.io/library/app:1", &a), ("localhost:5000/other:2", &b)]);
+    let store = Store::with_images(&[("docker.io/library/app:1", &a), ("localhost:5000/other:2", &b)]);
     let records = store.records("img-ls", &[], "");
     assert_eq!(refs_of(&records), ["docker.io/library/app:1", "localhost:5000/other:2"]);
     let layout = std::fs::canonicalize(store.layout()).unwrap();
@@ -88,7 +79,7 @@ fn json_lines_when_piped_or_asked() {
 #[test]
 fn a_table_on_a_terminal() {
     let (a, b) = (image("a"), image("b"));
-    let store = store_with(&[("docker.io/library/app:1", &a), ("localhost:5000/other:2", &b)]);
+    let store = Store::with_images(&[("docker.io/library/app:1", &a), ("localhost:5000/other:2", &b)]);
     let (ok, text) = on_terminal(&store, &bin("img-ls").display().to_string());
     assert!(ok, "{text}");
     let lines: Vec<&str> = text.lines().collect();
@@ -113,7 +104,7 @@ fn filters_select_by_reference_and_a_bare_name_selects_every_tag() {
     let imgs: Vec<BuiltImage> = (0..5).map(|i| image(&i.to_string())).collect();
     let names =
         ["docker.io/library/app:1", "app:2", "docker.io/library/tool:1", "localhost:5000/app:1", "latest"];
-    let store = store_with(&names.iter().copied().zip(imgs.iter()).collect::<Vec<_>>());
+    let store = Store::with_images(&names.iter().copied().zip(imgs.iter()).collect::<Vec<_>>());
     let ls = |args: &[&str]| refs_of(&store.records("img-ls", args, ""));
     assert_eq!(ls(&["app"]), ["docker.io/library/app:1", "app:2"]);
     assert_eq!(ls(&["docker.io/library/app"]), ["docker.io/library/app:1", "app:2"]);
@@ -176,7 +167,7 @@ fn an_empty_or_missing_layout_lists_nothing() {
 
 #[test]
 fn a_corrupt_index_is_a_one_line_error() {
-    let store = store_with(&[("app:1", &image("a"))]);
+    let store = Store::with_images(&[("app:1", &image("a"))]);
     let before = check::blob_names(&store.layout());
     for bad in
         ["{not json", r#"{"schemaVersion":2,"manifests":{}}"#, r#"{"manifests":[{"digest":"sha256:12"}]}"#]
@@ -197,7 +188,7 @@ fn a_corrupt_index_is_a_one_line_error() {
 #[test]
 fn rm_by_argument_frees_exactly_the_image_s_own_blobs() {
     let (a, b) = (image("a"), image("b"));
-    let store = store_with(&[("app:1", &a), ("app:2", &b)]);
+    let store = Store::with_images(&[("app:1", &a), ("app:2", &b)]);
     let records = store.records("img-rm", &["app:1"], "");
     assert_eq!(records.len(), 1);
     let r = &records[0];
@@ -217,7 +208,7 @@ fn rm_by_argument_frees_exactly_the_image_s_own_blobs() {
 #[test]
 fn rm_reads_records_from_img_ls_through_a_pipeline() {
     let imgs: Vec<BuiltImage> = (0..3).map(|i| image(&i.to_string())).collect();
-    let store = store_with(&[
+    let store = Store::with_images(&[
         ("localhost/a:1", &imgs[0]),
         ("localhost/b:1", &imgs[1]),
         ("docker.io/library/c:1", &imgs[2]),
@@ -252,7 +243,7 @@ fn rm_reads_records_from_img_ls_through_a_pipeline() {
 
 #[test]
 fn rm_follows_the_layout_a_record_names() {
-    let store = store_with(&[("app:1", &image("default"))]);
+    let store = Store::with_images(&[("app:1", &image("default"))]);
     let other = tempfile::tempdir().unwrap();
     let other_layout = other.path().join("elsewhere");
     let layout = Layout::open_or_create(&other_layout).unwrap();
@@ -277,7 +268,7 @@ fn rm_follows_the_layout_a_record_names() {
 #[test]
 fn rm_by_digest_removes_every_ref_to_it() {
     let (a, b) = (image("a"), image("b"));
-    let store = store_with(&[("app:1", &a), ("app:latest", &a), ("other:1", &b)]);
+    let store = Store::with_images(&[("app:1", &a), ("app:latest", &a), ("other:1", &b)]);
     let digest = a.manifest.descriptor.digest.to_string();
     let records = store.records("img-rm", &[&digest], "");
     assert_eq!(refs_of(&records), ["app:1", "app:latest"]);
@@ -293,7 +284,7 @@ fn rm_by_digest_removes_every_ref_to_it() {
 #[test]
 fn a_missing_ref_fails_but_the_others_are_removed_and_force_ignores_it() {
     let imgs: Vec<BuiltImage> = (0..3).map(|i| image(&i.to_string())).collect();
-    let store = store_with(&[("app:1", &imgs[0]), ("app:2", &imgs[1]), ("app:3", &imgs[2])]);
+    let store = Store::with_images(&[("app:1", &imgs[0]), ("app:2", &imgs[1]), ("app:3", &imgs[2])]);
     let out = store.run("img-rm", &["app:1", "nope:1", "app:2"], "");
     assert_one_line_error(&out, "img-rm", 1, "nope:1: no such image");
     assert_eq!(refs_of(&json_lines(&out.stdout)), ["app:1", "app:2"]);
@@ -312,7 +303,7 @@ fn a_missing_ref_fails_but_the_others_are_removed_and_force_ignores_it() {
 #[test]
 fn no_gc_keeps_the_blobs_for_a_later_prune() {
     let (a, b) = (image("a"), image("b"));
-    let store = store_with(&[("app:1", &a), ("app:2", &b)]);
+    let store = Store::with_images(&[("app:1", &a), ("app:2", &b)]);
     let stray = Layout::open(store.layout()).unwrap().put_bytes(b"a stray blob").unwrap();
     let before = check::blob_names(&store.layout());
     let records = store.records("img-rm", &["--no-gc", "app:1"], "");
@@ -356,7 +347,7 @@ fn blobs_shared_with_an_index_stay() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let store = store_with(&[("app:1", &image("a"))]);
+    let store = Store::with_images(&[("app:1", &image("a"))]);
     for args in [&["--bogus"][..], &["--prune", "app:1"], &["--prune", "--no-gc"], &["--layout"]] {
         let out = store.run("img-rm", args, "");
         assert_eq!(out.status.code(), Some(2), "img-rm {args:?}: {}", stderr(&out));
@@ -386,7 +377,7 @@ fn help_and_version_work() {
 fn img_ls_into_a_closed_pipe_ends_quietly() {
     let imgs: Vec<BuiltImage> = (0..30).map(|i| image(&i.to_string())).collect();
     let names: Vec<String> = (0..30).map(|i| format!("app:{i}")).collect();
-    let store = store_with(&names.iter().map(String::as_str).zip(imgs.iter()).collect::<Vec<_>>());
+    let store = Store::with_images(&names.iter().map(String::as_str).zip(imgs.iter()).collect::<Vec<_>>());
     let script = format!("{} | head -1", bin("img-ls").display());
     let out = run_with_stdin(Command::new("sh").args(["-c", &script]).env("IMG_ROOT", store.path()), "");
     assert_success(&out, &script);
@@ -418,7 +409,7 @@ fn records_from_several_layouts_are_each_removed_even_if_one_layout_fails() {
 #[test]
 fn entries_without_a_name_are_listed_and_removed_by_digest() {
     let (a, b) = (image("a"), image("b"));
-    let store = store_with(&[("app:1", &b)]);
+    let store = Store::with_images(&[("app:1", &b)]);
     a.write_to(&Layout::open(store.layout()).unwrap(), None).unwrap();
     let index_path = store.layout().join("index.json");
     let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();

@@ -74,6 +74,16 @@ impl Store {
         self.dir.path().join("layout")
     }
 
+    /// A store whose layout holds these images under these names.
+    pub fn with_images(images: &[(&str, &img::test_image::BuiltImage)]) -> Store {
+        let store = Store::new();
+        let layout = img::layout::Layout::open_or_create(store.layout()).expect("a layout");
+        for (name, image) in images {
+            image.write_to(&layout, Some(name)).expect("writing a test image");
+        }
+        store
+    }
+
     /// A command for one of our tools with `IMG_ROOT` pointing at this store.
     pub fn command(&self, tool: &str) -> Command {
         let mut cmd = Command::new(bin(tool));
