@@ -100,21 +100,34 @@ pub fn signal_fd() -> Result<SignalFd> {
     SignalFd::with_flags(&handled(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")
 }
 
+/// What [`forward_pending`] read from the signal descriptor.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    /// A SIGWINCH: the caller's terminal changed size.
+    pub winch: bool,
+    /// A SIGHUP: the caller's terminal hung up (or someone says it did).
+    pub hangup: bool,
+    /// A SIGTERM: img-run is asked to stop the container.
+    pub terminate: bool,
+}
+
 /// What arrived on the signal descriptor: forwarded to `child`, except SIGCHLD (the caller
-/// checks on its child) and SIGWINCH (returned true, for the caller to resize).
-pub fn forward_pending(sfd: &mut SignalFd, child: Pid) -> bool {
-    let mut winch = false;
+/// checks on its child) and SIGWINCH; what the caller may act on besides is returned.
+pub fn forward_pending(sfd: &mut SignalFd, child: Pid) -> Received {
+    let mut got = Received::default();
     while let Ok(Some(info)) = sfd.read_signal() {
         match Signal::try_from(info.ssi_signo as i32) {
             Ok(Signal::SIGCHLD) => {}
-            Ok(Signal::SIGWINCH) => winch = true,
+            Ok(Signal::SIGWINCH) => got.winch = true,
             Ok(sig) => {
+                got.hangup |= sig == Signal::SIGHUP;
+                got.terminate |= sig == Signal::SIGTERM;
                 let _ = kill(child, sig);
             }
             Err(_) => {}
         }
     }
-    winch
+    got
 }
 
 /// The exit status of `child` if it has ended.
