@@ -84,6 +84,7 @@ fn push_one(
     options: &PushOptions,
     progress: &Bars,
 ) -> Result<()> {
+    let started = std::time::Instant::now();
     let (layout, root) = find_image(args, input)?;
     let stored =
         root.ref_name().filter(|n| !ref_names::is_bare_tag(n)).and_then(|n| n.parse::<Reference>().ok());
@@ -112,6 +113,17 @@ fn push_one(
         pushed.mounted_blobs,
         pushed.existing_blobs
     ));
+    let blobs = pushed.uploaded_blobs + pushed.mounted_blobs + pushed.existing_blobs;
+    let line = img::registry::progress::summary_line(
+        "pushed",
+        &dest.to_string(),
+        blobs,
+        "blob",
+        pushed.uploaded_bytes,
+        "uploaded",
+        started,
+    );
+    progress.summary(&line);
     let mut extra = BTreeMap::new();
     extra.insert("uploadedBytes".to_string(), Value::from(pushed.uploaded_bytes));
     let reference = match dest.tag() {

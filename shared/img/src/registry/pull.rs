@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::progress::{Progress, Silent};
+use super::progress::Progress;
 use super::{Budget, Connections, MAX_CONFIG, Registry, Repository, copy_body, header, status_error};
 use crate::digest::Digest;
 use crate::document::{self, Descriptor};
@@ -154,7 +154,9 @@ pub fn ensure(
     let reference: Reference = name.parse()?;
     let registry = connections.get(reference.registry())?;
     let options = PullOptions { platform: platform.cloned(), ..PullOptions::default() };
-    pull(&registry, layout, &reference, &options, &Silent).with_context(|| format!("pulling {reference}"))?;
+    // The bars img-pull draws (on a terminal only): a first run may pull for a while.
+    let bars = super::progress::Bars::new(false);
+    pull(&registry, layout, &reference, &options, &bars).with_context(|| format!("pulling {reference}"))?;
     Ok(())
 }
 
@@ -166,6 +168,7 @@ pub fn pull(
     options: &PullOptions,
     progress: &dyn Progress,
 ) -> Result<Pulled> {
+    let started = std::time::Instant::now();
     let _writing = layout.lock_for_writing()?;
     let repo = Repository::new(registry, reference.repository(), false);
 
@@ -259,9 +262,11 @@ pub fn pull(
     // Every config and layer, fetched unless present.
     let mut blobs: Vec<Descriptor> = Vec::new();
     let mut seen = BTreeSet::new();
+    let mut layers = 0;
     for (doc, _) in &manifests {
         let m = document::parse_manifest(&doc.bytes)
             .with_context(|| format!("manifest {}", doc.descriptor.digest))?;
+        layers += m.layers.len();
         for d in std::iter::once(m.config).chain(m.layers) {
             if seen.insert(d.digest.clone()) && !layout.has_blob(&d.digest) {
                 blobs.push(d);
@@ -286,13 +291,17 @@ pub fn pull(
     }
     let name = reference.to_string();
     layout.set_ref(&name, &target)?;
-    Ok(Pulled {
-        name,
-        descriptor: target,
-        platform,
-        fetched_blobs: blobs.len(),
-        fetched_bytes: fetched_bytes.into_inner(),
-    })
+    let fetched_bytes = fetched_bytes.into_inner();
+    progress.summary(&super::progress::summary_line(
+        "pulled",
+        &name,
+        layers,
+        "layer",
+        fetched_bytes,
+        "fetched",
+        started,
+    ));
+    Ok(Pulled { name, descriptor: target, platform, fetched_blobs: blobs.len(), fetched_bytes })
 }
 
 /// The platform an image config declares.
