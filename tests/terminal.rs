@@ -128,6 +128,15 @@ fn processes_running(args: &[&str]) -> Vec<String> {
     found
 }
 
+/// Waits until the container runs `args` (a job the shell forked may not have exec'd yet).
+fn wait_until_running(args: &[&str], term: &Terminal) {
+    let started = Instant::now();
+    while processes_running(args).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "{args:?} did not start: {}", term.text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Nothing of the container is left: no process, no container directory, no mount.
 fn assert_cleaned_up(env: &Env, sleeper: &[&str]) {
     assert_eq!(processes_running(sleeper), Vec::<String>::new(), "the container's process is still running");
@@ -151,7 +160,7 @@ fn closing_the_terminal_ends_the_container() {
     // The shell echoes what is typed; only the shell's own output has the sum worked out.
     term.type_line("sleep 4243 & echo started-$((40+2))");
     term.wait_for("started-42");
-    assert_eq!(processes_running(&sleeper).len(), 1, "{}", term.text());
+    wait_until_running(&sleeper, &term);
     term.hang_up();
     let status = term.wait_exit(Duration::from_secs(20));
     assert!(status.is_some(), "img-run still running 20 s after its terminal was closed");
@@ -168,11 +177,7 @@ fn closing_the_terminal_kills_a_container_that_ignores_it() {
     term.wait_for("# ");
     term.type_line("echo started-$((40+2)); exec sleep 4244");
     term.wait_for("started-42");
-    let started = Instant::now();
-    while processes_running(&sleeper).is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(10), "sleep did not start: {}", term.text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_running(&sleeper, &term);
     term.hang_up();
     let status = term.wait_exit(Duration::from_secs(20));
     assert!(status.is_some(), "img-run still running 20 s after its terminal was closed");
@@ -190,9 +195,11 @@ fn sigterm_ends_an_interactive_run() {
     term.wait_for("# ");
     term.type_line("sleep 4245 & echo started-$((40+2))");
     term.wait_for("started-42");
+    wait_until_running(&sleeper, &term);
     // SAFETY: kill has no memory-safety preconditions; img-run is our unreaped child.
     unsafe { libc::kill(term.child.id() as i32, libc::SIGTERM) };
     let status = term.wait_exit(Duration::from_secs(20));
     assert!(status.is_some(), "img-run still running 20 s after SIGTERM");
+    assert_eq!(status.unwrap().code(), Some(137), "killed after the grace period");
     assert_cleaned_up(&env, &sleeper);
 }
