@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::progress::Progress;
+use super::progress::{Progress, Silent};
 use super::{Budget, Connections, MAX_CONFIG, Registry, Repository, copy_body, header, status_error};
 use crate::digest::Digest;
 use crate::document::{self, Descriptor};
@@ -135,13 +135,27 @@ impl std::str::FromStr for Policy {
 }
 
 /// Makes sure the image `name` (for `platform`) is in the layout, pulling it as `policy` says.
-/// A digest without a name cannot be pulled and is left to the caller's lookup.
+/// A digest without a name cannot be pulled and is left to the caller's lookup. Silent (a
+/// build's log has its own way with stderr); see [`ensure_with`].
 pub fn ensure(
     layout: &Layout,
     name: &str,
     platform: Option<&Platform>,
     policy: Policy,
     connections: &mut Connections,
+) -> Result<()> {
+    ensure_with(layout, name, platform, policy, connections, &Silent)
+}
+
+/// [`ensure`], showing a pull's progress to `progress` (img-run passes the bars img-pull
+/// draws: a first run may pull for a while).
+pub fn ensure_with(
+    layout: &Layout,
+    name: &str,
+    platform: Option<&Platform>,
+    policy: Policy,
+    connections: &mut Connections,
+    progress: &dyn Progress,
 ) -> Result<()> {
     let wanted = match policy {
         Policy::Never => false,
@@ -154,9 +168,8 @@ pub fn ensure(
     let reference: Reference = name.parse()?;
     let registry = connections.get(reference.registry())?;
     let options = PullOptions { platform: platform.cloned(), ..PullOptions::default() };
-    // The bars img-pull draws (on a terminal only): a first run may pull for a while.
-    let bars = super::progress::Bars::new(false);
-    pull(&registry, layout, &reference, &options, &bars).with_context(|| format!("pulling {reference}"))?;
+    pull(&registry, layout, &reference, &options, progress)
+        .with_context(|| format!("pulling {reference}"))?;
     Ok(())
 }
 
