@@ -200,6 +200,41 @@ fn signals_are_forwarded() {
     assert_eq!(std::fs::read_dir(env.store.path().join("containers")).unwrap().count(), 0);
 }
 
+/// A signal img-run inherited as ignored (`nohup`, a job a script started with `&`, a
+/// supervisor ignoring SIGHUP) is not ignored in the container: exec would have kept it
+/// ignored, a shell cannot trap such a signal, and the forwarded one was lost (the SIGHUP
+/// case above hung whenever the tests ran with SIGHUP ignored).
+#[test]
+fn signals_ignored_by_the_caller_are_reset_in_the_container() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let ignoring = |args: &[&str]| {
+        let mut cmd = env.store.command("img-run");
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // SAFETY: only signal(), async-signal-safe, between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGPIPE, libc::SIGUSR1] {
+                    libc::signal(sig, libc::SIG_IGN);
+                }
+                Ok(())
+            });
+        }
+        cmd
+    };
+    let out = run_timeout(
+        &mut ignoring(&["bb:1", "grep", "SigIgn", "/proc/self/status"]),
+        "",
+        Duration::from_secs(60),
+    );
+    assert_eq!(stdout(&out), "SigIgn:\t0000000000000000\n", "{}", img_e2e::stderr(&out));
+    let script = "trap 'echo got HUP; exit 9' HUP; echo ready; while true; do sleep 0.1; done";
+    let child = ignoring(&["bb:1", "sh", "-c", script]).spawn().unwrap();
+    let out = signal_and_wait(child, libc::SIGHUP, true);
+    assert_eq!(code(&out), 9, "{}", img_e2e::stderr(&out));
+    assert_eq!(stdout(&out), "ready\ngot HUP\n");
+}
+
 #[test]
 fn init_reaps_orphans() {
     let env = Env::new();

@@ -94,6 +94,7 @@ fn push_one(
     options: &PushOptions,
     progress: &dyn Progress,
 ) -> Result<Option<ImageRecord>> {
+    let started = std::time::Instant::now();
     let (layout, root) = find_image(args, input)?;
     let stored =
         root.ref_name().filter(|n| !ref_names::is_bare_tag(n)).and_then(|n| n.parse::<Reference>().ok());
@@ -122,6 +123,17 @@ fn push_one(
         pushed.mounted_blobs,
         pushed.existing_blobs
     ));
+    let blobs = pushed.uploaded_blobs + pushed.mounted_blobs + pushed.existing_blobs;
+    let line = img::registry::progress::summary_line(
+        "pushed",
+        &dest.to_string(),
+        blobs,
+        "blob",
+        pushed.uploaded_bytes,
+        "uploaded",
+        started,
+    );
+    progress.summary(&line);
     // `REGISTRY/REPO:TAG@DIGEST`: the tag the push set, pinned to what it now names.
     let destination = match dest.digest() {
         Some(_) => dest.to_string(),

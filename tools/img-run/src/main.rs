@@ -342,12 +342,13 @@ fn run(args: Args) -> Result<i32> {
                 let platform: Option<Platform> =
                     args.platform.as_deref().map(str::parse).transpose().context("--platform")?;
                 let mut connections = Connections::new(args.registry.options()?);
-                pull::ensure(
+                pull::ensure_with(
                     &Layout::open_or_create(&layout)?,
                     &name,
                     platform.as_ref(),
                     args.pull,
                     &mut connections,
+                    &img::registry::progress::Bars::new(false),
                 )?;
             }
             run_image(&args, &opts, id, &name, &layout)

@@ -118,7 +118,9 @@ fn unpack_image(args: &Args, layout: &Layout, image: resolve::Image) -> Result<V
         &tmp_rootfs,
         Options { whiteouts: Whiteouts::Delete, owners: Owners::for_current_user() },
     )?;
-    layer::unpack::apply_layers(layout, &image.manifest.layers, &diff_ids, &mut applier)?;
+    let name =
+        image.entry.ref_name().map_or_else(|| image.manifest_descriptor.digest.to_string(), str::to_string);
+    layer::unpack::apply_layers_shown(layout, &image.manifest.layers, &diff_ids, &mut applier, &name)?;
     // The config is made before directories get their final modes, so that a failure here
     // (say, a user missing from /etc/passwd) leaves a tree a rootless user can still remove.
     let config = if args.rootfs_only {

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -16,6 +17,7 @@ use super::compression;
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::document::Descriptor;
 use crate::layout::Layout;
+use crate::registry::progress::{Bars, Progress, Silent, Transfer, summary_line};
 
 const CHUNK: usize = 512 * 1024;
 const CHUNKS_AHEAD: usize = 8;
@@ -34,6 +36,42 @@ pub fn apply_layers(
     diff_ids: &[Digest],
     applier: &mut Applier,
 ) -> Result<Stats> {
+    apply_layers_with(layout, layers, diff_ids, applier, &Silent)
+}
+
+/// [`apply_layers`] for a person watching: on a terminal, a bar per layer while it is read
+/// and a summary line left behind (`unpacked NAME: 3 layers, 8.10 MiB in 0.3 s`); nothing
+/// at all when stderr is not a terminal.
+pub fn apply_layers_shown(
+    layout: &Layout,
+    layers: &[Descriptor],
+    diff_ids: &[Digest],
+    applier: &mut Applier,
+    name: &str,
+) -> Result<Stats> {
+    let started = Instant::now();
+    let bars = Bars::new(false);
+    let stats = apply_layers_with(layout, layers, diff_ids, applier, &bars)?;
+    bars.summary(&summary_line(
+        "unpacked",
+        name,
+        layers.len(),
+        "layer",
+        stats.file_bytes,
+        "written",
+        started,
+    ));
+    Ok(stats)
+}
+
+/// [`apply_layers`], telling `progress` how far each layer's (compressed) blob has been read.
+pub fn apply_layers_with(
+    layout: &Layout,
+    layers: &[Descriptor],
+    diff_ids: &[Digest],
+    applier: &mut Applier,
+    progress: &dyn Progress,
+) -> Result<Stats> {
     if layers.len() != diff_ids.len() {
         bail!("the image config lists {} diff_ids for {} layers", diff_ids.len(), layers.len());
     }
@@ -42,7 +80,7 @@ pub fn apply_layers(
     }
     let (tx, rx) = sync_channel(CHUNKS_AHEAD);
     std::thread::scope(|s| {
-        s.spawn(move || produce(layout, layers, diff_ids, tx));
+        s.spawn(move || produce(layout, layers, diff_ids, tx, progress));
         // On error `rx` is dropped here, so the producer stops at its next send.
         consume(layers, diff_ids, applier, rx)
     })
@@ -75,9 +113,18 @@ fn consume(
     Ok(total)
 }
 
-fn produce(layout: &Layout, layers: &[Descriptor], diff_ids: &[Digest], tx: SyncSender<Msg>) {
+fn produce(
+    layout: &Layout,
+    layers: &[Descriptor],
+    diff_ids: &[Digest],
+    tx: SyncSender<Msg>,
+    progress: &dyn Progress,
+) {
     for (layer, diff_id) in layers.iter().zip(diff_ids) {
-        match decompress_into(layout, layer, diff_id.algorithm(), &tx) {
+        let transfer = progress.start("unpack", &layer.digest, layer.size, 0);
+        let decompressed = decompress_into(layout, layer, diff_id.algorithm(), &tx, transfer.as_ref());
+        transfer.finish();
+        match decompressed {
             Ok(Some(digest)) => {
                 if tx.send(Msg::End(digest)).is_err() {
                     return;
@@ -98,10 +145,11 @@ fn decompress_into(
     layer: &Descriptor,
     algorithm: Algorithm,
     tx: &SyncSender<Msg>,
+    transfer: &dyn Transfer,
 ) -> Result<Option<Digest>> {
     let file = layout.open_blob(&layer.digest)?;
     let compressed = Arc::new(Mutex::new((Hasher::new(layer.digest.algorithm()), 0u64)));
-    let tee = Tee { inner: file, state: compressed.clone() };
+    let tee = Tee { inner: file, state: compressed.clone(), transfer };
     let mut decoder = compression::decompress(tee).context("reading the layer")?;
     let mut hasher = Hasher::new(algorithm);
     loop {
@@ -141,14 +189,16 @@ fn decompress_into(
 }
 
 /// Hashes and counts the compressed bytes on their way to the decoder.
-struct Tee {
+struct Tee<'a> {
     inner: File,
     state: Arc<Mutex<(Hasher, u64)>>,
+    transfer: &'a dyn Transfer,
 }
 
-impl Read for Tee {
+impl Read for Tee<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.transfer.advance(n as u64);
         let mut state = self.state.lock().map_err(|_| io::Error::other("poisoned hasher"))?;
         state.0.update(&buf[..n]);
         state.1 += n as u64;

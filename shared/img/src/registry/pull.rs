@@ -135,13 +135,27 @@ impl std::str::FromStr for Policy {
 }
 
 /// Makes sure the image `name` (for `platform`) is in the layout, pulling it as `policy` says.
-/// A digest without a name cannot be pulled and is left to the caller's lookup.
+/// A digest without a name cannot be pulled and is left to the caller's lookup. Silent (a
+/// build's log has its own way with stderr); see [`ensure_with`].
 pub fn ensure(
     layout: &Layout,
     name: &str,
     platform: Option<&Platform>,
     policy: Policy,
     connections: &mut Connections,
+) -> Result<()> {
+    ensure_with(layout, name, platform, policy, connections, &Silent)
+}
+
+/// [`ensure`], showing a pull's progress to `progress` (img-run passes the bars img-pull
+/// draws: a first run may pull for a while).
+pub fn ensure_with(
+    layout: &Layout,
+    name: &str,
+    platform: Option<&Platform>,
+    policy: Policy,
+    connections: &mut Connections,
+    progress: &dyn Progress,
 ) -> Result<()> {
     let wanted = match policy {
         Policy::Never => false,
@@ -154,7 +168,8 @@ pub fn ensure(
     let reference: Reference = name.parse()?;
     let registry = connections.get(reference.registry())?;
     let options = PullOptions { platform: platform.cloned(), ..PullOptions::default() };
-    pull(&registry, layout, &reference, &options, &Silent).with_context(|| format!("pulling {reference}"))?;
+    pull(&registry, layout, &reference, &options, progress)
+        .with_context(|| format!("pulling {reference}"))?;
     Ok(())
 }
 
@@ -166,6 +181,7 @@ pub fn pull(
     options: &PullOptions,
     progress: &dyn Progress,
 ) -> Result<Pulled> {
+    let started = std::time::Instant::now();
     let _writing = layout.lock_for_writing()?;
     let repo = Repository::new(registry, reference.repository(), false);
 
@@ -259,9 +275,11 @@ pub fn pull(
     // Every config and layer, fetched unless present.
     let mut blobs: Vec<Descriptor> = Vec::new();
     let mut seen = BTreeSet::new();
+    let mut layers = 0;
     for (doc, _) in &manifests {
         let m = document::parse_manifest(&doc.bytes)
             .with_context(|| format!("manifest {}", doc.descriptor.digest))?;
+        layers += m.layers.len();
         for d in std::iter::once(m.config).chain(m.layers) {
             if seen.insert(d.digest.clone()) && !layout.has_blob(&d.digest) {
                 blobs.push(d);
@@ -286,13 +304,17 @@ pub fn pull(
     }
     let name = reference.to_string();
     layout.set_ref(&name, &target)?;
-    Ok(Pulled {
-        name,
-        descriptor: target,
-        platform,
-        fetched_blobs: blobs.len(),
-        fetched_bytes: fetched_bytes.into_inner(),
-    })
+    let fetched_bytes = fetched_bytes.into_inner();
+    progress.summary(&super::progress::summary_line(
+        "pulled",
+        &name,
+        layers,
+        "layer",
+        fetched_bytes,
+        "fetched",
+        started,
+    ));
+    Ok(Pulled { name, descriptor: target, platform, fetched_blobs: blobs.len(), fetched_bytes })
 }
 
 /// The platform an image config declares.

@@ -6,10 +6,12 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::CloneFlags;
+use nix::sys::signal::{Signal, kill};
 use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::{ForkResult, Pid, fork};
@@ -226,8 +228,8 @@ pub fn run(c: &Container) -> Result<Outcome> {
     hooks::run_warn("poststart", &hooks.poststart, &state("running"));
     let raw = if master.is_some() { pty::RawMode::enter() } else { None };
     let mut relay = master.map(|m| pty::Relay::new(m, c.interactive));
-    if let Some(r) = &relay {
-        pty::copy_winsize(std::io::stdin().as_fd(), r.master());
+    if let Some(m) = relay.as_ref().and_then(pty::Relay::master) {
+        pty::copy_winsize(std::io::stdin().as_fd(), m);
     }
     let code = supervise(child, &mut sfd, relay.as_mut());
     if let Some(r) = relay.as_mut() {
@@ -266,26 +268,48 @@ fn wait_for_hooks(sock: &OwnedFd) -> Result<i32> {
     reply.trim().parse().context("img-run's hooks failed")
 }
 
-/// Waits for the container, forwarding signals and relaying its pty.
+/// How long a container with a terminal has to end once that terminal hung up or img-run was
+/// told to stop (SIGHUP, SIGTERM) before it is killed. An interactive shell as the
+/// container's PID 1 ignores both signals (the kernel drops a signal the PID 1 of a namespace
+/// has no handler for), so without this the container would outlive its terminal.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Waits for the container, forwarding signals and relaying its pty. With a pty, as docker
+/// and runc do: when the caller's terminal hangs up (SIGHUP, or its input ends) the
+/// container's pty is hung up too and the container gets SIGHUP; then, as after a SIGTERM,
+/// it is killed if it has not ended within [`STOP_GRACE`].
 fn supervise(child: Pid, sfd: &mut SignalFd, mut relay: Option<&mut pty::Relay>) -> Result<i32> {
+    let mut deadline: Option<Instant> = None;
     loop {
         if let Some(code) = signals::try_wait(child)? {
             return Ok(code);
         }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            // The container's PID 1: its PID namespace goes with it (and whatever is left in
+            // its cgroup is killed when the cgroup is removed).
+            let _ = kill(child, Signal::SIGKILL);
+            deadline = None;
+        }
+        let timeout = match deadline {
+            Some(d) => {
+                PollTimeout::try_from(d.saturating_duration_since(Instant::now())).unwrap_or(PollTimeout::MAX)
+            }
+            None => PollTimeout::NONE,
+        };
         let signal_ready;
         let (mut output_ready, mut input_ready) = (false, false);
         {
             let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
             let stdin = std::io::stdin();
             if let Some(r) = relay.as_deref() {
-                if r.output_open {
-                    fds.push(PollFd::new(r.master(), PollFlags::POLLIN));
+                if let Some(m) = r.master().filter(|_| r.output_open) {
+                    fds.push(PollFd::new(m, PollFlags::POLLIN));
                 }
                 if r.input_open {
                     fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
                 }
             }
-            match poll(&mut fds, PollTimeout::NONE) {
+            match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e).context("poll"),
             }
@@ -293,7 +317,7 @@ fn supervise(child: Pid, sfd: &mut SignalFd, mut relay: Option<&mut pty::Relay>)
             signal_ready = ready(0);
             if let Some(r) = relay.as_deref() {
                 let mut i = 1;
-                if r.output_open {
+                if r.master().is_some() && r.output_open {
                     output_ready = ready(i);
                     i += 1;
                 }
@@ -302,18 +326,33 @@ fn supervise(child: Pid, sfd: &mut SignalFd, mut relay: Option<&mut pty::Relay>)
                 }
             }
         }
-        if signal_ready
-            && signals::forward_pending(sfd, child)
-            && let Some(r) = relay.as_deref()
-        {
-            pty::copy_winsize(std::io::stdin().as_fd(), r.master());
+        let mut stop = false;
+        let mut hangup = false;
+        if signal_ready {
+            let got = signals::forward_pending(sfd, child);
+            if got.winch
+                && let Some(m) = relay.as_deref().and_then(pty::Relay::master)
+            {
+                pty::copy_winsize(std::io::stdin().as_fd(), m);
+            }
+            stop = got.terminate;
+            hangup = got.hangup;
         }
         if let Some(r) = relay.as_deref_mut() {
             if output_ready {
                 r.pump_output();
             }
-            if input_ready {
-                r.pump_input();
+            // With -i the input is the caller's terminal (in raw mode): it ends only when the
+            // terminal hangs up.
+            if input_ready && !hangup && r.pump_input() == pty::Input::Ended {
+                let _ = kill(child, Signal::SIGHUP);
+                hangup = true;
+            }
+            if hangup {
+                r.hang_up();
+            }
+            if (hangup || stop) && deadline.is_none() {
+                deadline = Some(Instant::now() + STOP_GRACE);
             }
         }
     }

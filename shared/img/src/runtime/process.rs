@@ -221,6 +221,8 @@ pub fn exec(p: &Process, no_setgroups: bool, seccomp: Option<&Program>) -> Failu
     // every capability, so what follows (the identity switch, chdir, exec) runs under it.
     // With no_new_privs, load it right before exec, so it need allow only execve.
     let (early, late) = if p.no_new_privileges { (None, seccomp) } else { (seccomp, None) };
+    // Before any filter, which need not allow sigaction.
+    super::signals::reset_dispositions();
     let prepared = (|| -> Result<(Vec<CString>, Vec<CString>)> {
         set_rlimits(&p.rlimits)?;
         if let Some(f) = early {

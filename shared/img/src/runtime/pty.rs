@@ -152,26 +152,46 @@ impl Drop for RawMode {
 /// to the pty. Driven by img-run's poll loop (no threads: img-run sits outside the PID
 /// namespace it made for its child, where the kernel allows no new threads).
 pub struct Relay {
-    master: File,
+    /// None once img-run hung the pty up ([`Relay::hang_up`]).
+    master: Option<File>,
     /// Still reading the pty (until every slave descriptor is closed).
     pub output_open: bool,
     /// Still forwarding stdin (with `-i`, until it ends).
     pub input_open: bool,
 }
 
+/// What a read of the caller's input came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Relayed (or nothing to read right now).
+    Relayed,
+    /// The input ended: end of file, or an error (EIO once a terminal hung up).
+    Ended,
+}
+
 impl Relay {
     pub fn new(master: OwnedFd, interactive: bool) -> Relay {
-        Relay { master: File::from(master), output_open: true, input_open: interactive }
+        Relay { master: Some(File::from(master)), output_open: true, input_open: interactive }
     }
 
-    pub fn master(&self) -> BorrowedFd<'_> {
-        self.master.as_fd()
+    /// The pty's master, until it is hung up.
+    pub fn master(&self) -> Option<BorrowedFd<'_>> {
+        self.master.as_ref().map(File::as_fd)
+    }
+
+    /// Closes the master: the kernel hangs the container's terminal up, which sends its
+    /// session leader SIGHUP and makes its reads fail, as a closed terminal window does.
+    pub fn hang_up(&mut self) {
+        self.master = None;
+        self.output_open = false;
+        self.input_open = false;
     }
 
     /// Copies what the pty has to stdout; `false` once it is closed.
     pub fn pump_output(&mut self) {
+        let Some(master) = self.master.as_mut() else { return };
         let mut buf = [0u8; 16384];
-        match self.master.read(&mut buf) {
+        match master.read(&mut buf) {
             Ok(0) => self.output_open = false,
             Ok(n) => {
                 let mut out = io::stdout().lock();
@@ -186,31 +206,35 @@ impl Relay {
     }
 
     /// Copies what stdin has to the pty.
-    pub fn pump_input(&mut self) {
+    pub fn pump_input(&mut self) -> Input {
+        let Some(master) = self.master.as_mut() else { return Input::Relayed };
         let mut buf = [0u8; 4096];
         // SAFETY: read into a buffer we own.
         let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            if n == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                self.input_open = false;
-            }
-            return;
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            return Input::Relayed;
         }
-        if self.master.write_all(&buf[..n as usize]).is_err() {
+        if n <= 0 {
+            self.input_open = false;
+            return Input::Ended;
+        }
+        if master.write_all(&buf[..n as usize]).is_err() {
             self.input_open = false;
         }
+        Input::Relayed
     }
 
     /// Copies whatever output is left once the container has ended.
     pub fn drain(&mut self) {
+        let Some(master) = self.master.as_mut() else { return };
         // SAFETY: fcntl on a descriptor we own.
         unsafe {
-            let fd = self.master.as_raw_fd();
+            let fd = master.as_raw_fd();
             libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK);
         }
         while self.output_open {
             let mut buf = [0u8; 16384];
-            match self.master.read(&mut buf) {
+            match master.read(&mut buf) {
                 Ok(n) if n > 0 => {
                     let mut out = io::stdout().lock();
                     let _ = out.write_all(&buf[..n]).and_then(|_| out.flush());

@@ -40,6 +40,36 @@ pub fn restore(old: &SigSet) -> Result<()> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None).context("restoring the signal mask")
 }
 
+/// Gives every signal its default action, as a container's process must start with: exec
+/// keeps a signal that img-run inherited as ignored (`nohup`, a job started with `&` by a
+/// non-interactive shell, a supervisor that ignores SIGHUP) ignored in the container. There a
+/// shell cannot even trap it (POSIX: a signal ignored on entry stays ignored) and the kernel
+/// drops it for the PID 1 of a namespace, so img-run's forwarding of it was lost.
+pub fn reset_dispositions() {
+    /// The kernel's `struct sigaction` (x86-64 and arm64 layout): all zero is SIG_DFL, no
+    /// flags, an empty mask.
+    #[repr(C)]
+    #[derive(Default)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let action = KernelSigaction::default();
+    for signo in 1..=libc::SIGRTMAX() {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction with a valid struct of the kernel's layout and size 8 mask.
+        // The raw call, not the C library's: it refuses the two real-time signals it keeps
+        // for itself, which an invoker may have left ignored all the same.
+        unsafe {
+            libc::syscall(libc::SYS_rt_sigaction, signo, &action as *const KernelSigaction, 0usize, 8usize);
+        }
+    }
+}
+
 /// A SIGINT, SIGTERM, SIGHUP or SIGQUIT that arrived while they were blocked (while img-run
 /// prepared the container: it then cleans up and stops instead of starting it).
 pub fn pending_stop() -> Option<Signal> {
@@ -70,21 +100,34 @@ pub fn signal_fd() -> Result<SignalFd> {
     SignalFd::with_flags(&handled(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).context("signalfd")
 }
 
+/// What [`forward_pending`] read from the signal descriptor.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    /// A SIGWINCH: the caller's terminal changed size.
+    pub winch: bool,
+    /// A SIGHUP: the caller's terminal hung up (or someone says it did).
+    pub hangup: bool,
+    /// A SIGTERM: img-run is asked to stop the container.
+    pub terminate: bool,
+}
+
 /// What arrived on the signal descriptor: forwarded to `child`, except SIGCHLD (the caller
-/// checks on its child) and SIGWINCH (returned true, for the caller to resize).
-pub fn forward_pending(sfd: &mut SignalFd, child: Pid) -> bool {
-    let mut winch = false;
+/// checks on its child) and SIGWINCH; what the caller may act on besides is returned.
+pub fn forward_pending(sfd: &mut SignalFd, child: Pid) -> Received {
+    let mut got = Received::default();
     while let Ok(Some(info)) = sfd.read_signal() {
         match Signal::try_from(info.ssi_signo as i32) {
             Ok(Signal::SIGCHLD) => {}
-            Ok(Signal::SIGWINCH) => winch = true,
+            Ok(Signal::SIGWINCH) => got.winch = true,
             Ok(sig) => {
+                got.hangup |= sig == Signal::SIGHUP;
+                got.terminate |= sig == Signal::SIGTERM;
                 let _ = kill(child, sig);
             }
             Err(_) => {}
         }
     }
-    winch
+    got
 }
 
 /// The exit status of `child` if it has ended.
