@@ -16,17 +16,8 @@ const BASE: &str = "localhost/busybox:1";
 fn setup() -> (Store, tempfile::TempDir) {
     let store = Store::new();
     let layout = Layout::open_or_create(store.layout()).unwrap();
-    let applets: Vec<&str> = COMMON_APPLETS
-        .iter()
-        .copied()
-        .chain(["wc", "seq", "xargs", "rmdir", "chmod", "stat", "grep", "test", "find"])
-        .collect();
-    TestImage::new()
-        .layer(busybox_layer(&applets).unwrap())
-        .run_config("Cmd", json!(["/bin/sh"]))
-        .build()
-        .write_to(&layout, Some(BASE))
-        .unwrap();
+    let applets = ["wc", "seq", "xargs", "rmdir", "chmod", "stat", "grep", "test", "find"];
+    TestImage::busybox(&applets).build().write_to(&layout, Some(BASE)).unwrap();
     (store, tempfile::tempdir().unwrap())
 }
 

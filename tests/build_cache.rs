@@ -9,7 +9,7 @@ use std::path::Path;
 use img::document::{self, Descriptor};
 use img::layout::Layout;
 use img::media_type;
-use img::test_image::{COMMON_APPLETS, TestImage, busybox_layer};
+use img::test_image::TestImage;
 use img_e2e::registry::Registry;
 use img_e2e::{Store, assert_success, json_lines, stderr};
 use serde_json::json;
@@ -19,10 +19,7 @@ use serde_json::json;
 fn base(registry: &Registry) -> (Store, String) {
     let store = Store::new();
     let layout = Layout::open_or_create(store.layout()).unwrap();
-    let applets: Vec<&str> = COMMON_APPLETS.iter().copied().chain(["head", "date", "od"]).collect();
-    TestImage::new()
-        .layer(busybox_layer(&applets).unwrap())
-        .run_config("Cmd", json!(["/bin/sh"]))
+    TestImage::busybox(&["head", "date", "od"])
         .build()
         .write_to(&layout, Some("localhost/busybox:1"))
         .unwrap();

@@ -14,10 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use img::test_image::{COMMON_APPLETS, TestImage, busybox_layer};
+use img::test_image::TestImage;
 use img_e2e::rawtar::RawTar;
 use img_e2e::{Store, assert_success, run_with_timeout, stderr};
-use serde_json::json;
 
 const BASE: &str = "localhost/busybox:1";
 
@@ -33,13 +32,7 @@ impl Setup {
     fn new() -> Setup {
         let store = Store::new();
         let layout = img::layout::Layout::open_or_create(store.layout()).unwrap();
-        let applets: Vec<&str> = COMMON_APPLETS.iter().copied().chain(["ln", "test", "chmod"]).collect();
-        TestImage::new()
-            .layer(busybox_layer(&applets).unwrap())
-            .run_config("Cmd", json!(["/bin/sh"]))
-            .build()
-            .write_to(&layout, Some(BASE))
-            .unwrap();
+        TestImage::busybox(&["ln", "test", "chmod"]).build().write_to(&layout, Some(BASE)).unwrap();
         let host = tempfile::tempdir().unwrap();
         fs::write(host.path().join("canary"), "host file\n").unwrap();
         fs::create_dir(host.path().join("dir")).unwrap();

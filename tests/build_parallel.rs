@@ -7,9 +7,8 @@ use std::path::Path;
 use std::process::Output;
 
 use img::layout::Layout;
-use img::test_image::{COMMON_APPLETS, TestImage, busybox_layer};
+use img::test_image::TestImage;
 use img_e2e::{Store, assert_success, json_lines, stderr};
-use serde_json::json;
 
 const BASE: &str = "localhost/busybox:1";
 
@@ -17,13 +16,7 @@ const BASE: &str = "localhost/busybox:1";
 fn setup() -> (Store, tempfile::TempDir) {
     let store = Store::new();
     let layout = Layout::open_or_create(store.layout()).unwrap();
-    let applets: Vec<&str> = COMMON_APPLETS.iter().copied().chain(["seq", "printf"]).collect();
-    TestImage::new()
-        .layer(busybox_layer(&applets).unwrap())
-        .run_config("Cmd", json!(["/bin/sh"]))
-        .build()
-        .write_to(&layout, Some(BASE))
-        .unwrap();
+    TestImage::busybox(&["seq", "printf"]).build().write_to(&layout, Some(BASE)).unwrap();
     (store, tempfile::tempdir().unwrap())
 }
 

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::process::Output;
 
 use img::layout::Layout;
-use img::test_image::{BUSYBOX, BUSYBOX_ARM64, BuiltIndex, COMMON_APPLETS, TestImage, busybox_layer_from};
+use img::test_image::{BUSYBOX, BUSYBOX_ARM64, BuiltIndex, TestImage};
 use img_e2e::registry::{Auth, Registry};
 use img_e2e::{Store, assert_success, json_lines, stderr};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const BASE: &str = "localhost/busybox:multi";
 
@@ -20,13 +20,8 @@ const BASE: &str = "localhost/busybox:multi";
 fn store_with_base() -> Store {
     let store = Store::new();
     let layout = Layout::open_or_create(store.layout()).unwrap();
-    let applets: Vec<&str> = COMMON_APPLETS.iter().copied().chain(["uname", "head", "od"]).collect();
     let image = |binary: &str, platform: &str| {
-        TestImage::new()
-            .layer(busybox_layer_from(binary, &applets).unwrap())
-            .platform(platform)
-            .run_config("Cmd", json!(["/bin/sh"]))
-            .build()
+        TestImage::busybox_from(binary, &["uname", "head", "od"]).platform(platform).build()
     };
     let images = vec![image(BUSYBOX, "linux/amd64"), image(BUSYBOX_ARM64, "linux/arm64")];
     BuiltIndex::new(images, false).write_to(&layout, Some(BASE)).unwrap();

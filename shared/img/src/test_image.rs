@@ -254,6 +254,19 @@ impl TestImage {
         }
     }
 
+    /// A busybox image that runs `/bin/sh`: [`busybox_layer`] with the common applets and
+    /// `extra` ones, the image the build and run tests start from.
+    pub fn busybox(extra: &[&str]) -> TestImage {
+        TestImage::busybox_from(BUSYBOX, extra)
+    }
+
+    /// [`TestImage::busybox`] with the busybox binary at `binary` (say, [`BUSYBOX_ARM64`]).
+    pub fn busybox_from(binary: &str, extra: &[&str]) -> TestImage {
+        let applets: Vec<&str> = COMMON_APPLETS.iter().chain(extra).copied().collect();
+        let layer = busybox_layer_from(binary, &applets).expect("busybox-static (scripts/setup)");
+        TestImage::new().layer(layer).run_config("Cmd", json!(["/bin/sh"]))
+    }
+
     pub fn layer(mut self, layer: Layer) -> TestImage {
         self.layers.push(layer);
         self
