@@ -8,7 +8,7 @@
 //! "Another host" means another origin: scheme, host and port must all match the registry the
 //! user named for credentials to be sent. These tests use another port of 127.0.0.1.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Output;
@@ -145,24 +145,8 @@ fn serve(
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut head = Vec::new();
     // A TLS hello (the client trying https first) is not text: the read fails and we hang up.
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        if line == "\r\n" || line == "\n" {
-            break;
-        }
-        head.push(line.trim_end().to_string());
-        if head.len() > 100 {
-            return Ok(());
-        }
-    }
-    if head.is_empty() {
-        return Ok(());
-    }
+    let Some(head) = img_e2e::http::read_head(&mut reader)? else { return Ok(()) };
     let length = head[1..]
         .iter()
         .filter_map(|h| h.split_once(':'))

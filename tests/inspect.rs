@@ -4,7 +4,7 @@
 //! matched to the layers of an image img-build made; wasted bytes; and errors, including a
 //! registry whose answers are too large.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -256,17 +256,7 @@ fn paginate(
     let mut reader = BufReader::new(client.try_clone()?);
     let mut to_client = client;
     loop {
-        let mut head = Vec::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Ok(());
-            }
-            if line == "\r\n" || line == "\n" {
-                break;
-            }
-            head.push(line.trim_end().to_string());
-        }
+        let Some(head) = img_e2e::http::read_head(&mut reader)? else { return Ok(()) };
         let path = head[0].split(' ').nth(1).unwrap_or("/").to_string();
         let Some((base, query)) = path.split_once("/tags/list").filter(|_| head[0].starts_with("GET "))
         else {

@@ -2,6 +2,7 @@
 //! store, and insist on the real peer tools being installed.
 
 pub mod check;
+pub mod http;
 pub mod rawtar;
 pub mod registry;
 pub mod tap;
