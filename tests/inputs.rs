@@ -313,6 +313,9 @@ fn an_ambiguous_prefix_names_its_candidates_and_does_nothing() {
         let out = piped(&store, tool, &[], "abcdef12\n");
         assert_error_line(&out, 1, &format!("{tool}: {says}"), &format!("{tool} < abcdef12"));
     }
+    // img-push names each image it failed to push before the reason, as it names every failure.
+    let out = devnull(&store, "img-push", &["--to", "localhost:1/x:1", "abcdef12"]);
+    assert_error_line(&out, 1, &format!("img-push: abcdef12: {says}"), "img-push");
     let out = devnull(&store, "img-rm", &["sha256:abcdef12"]);
     assert_error_line(
         &out,

@@ -210,7 +210,9 @@ fn export_one(input: &Input, args: &Args, to: &ArchiveRef) -> Result<Option<Imag
 fn find_image(args: &Args, input: &Input) -> Result<(Layout, Descriptor)> {
     let layout = Layout::open(store::choose_layout(args.layout.layout.as_deref(), input.layout.as_deref())?)?;
     let index = layout.read_index()?;
-    let found = index.find(&input.name);
+    // As every tool finds a local image: an ambiguous digest prefix is an error naming its
+    // candidates.
+    let found = resolve::find(index.entries(), &input.name)?;
     let Some(&first) = found.first() else {
         bail!("no such image in {}", layout.root().display());
     };
