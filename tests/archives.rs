@@ -67,11 +67,7 @@ impl Podman {
 
 /// A busybox image that runs `echo`, with a second layer so layer order matters.
 fn busybox_image(seed: &str) -> BuiltImage {
-    TestImage::new()
-        .layer(test_image::busybox_layer(&test_image::COMMON_APPLETS).unwrap())
-        .layer(Layer::new([Entry::file("etc/seed", seed)]))
-        .run_config("Cmd", json!(["/bin/sh"]))
-        .build()
+    TestImage::busybox(&[]).layer(Layer::new([Entry::file("etc/seed", seed)])).build()
 }
 
 fn source_layout(dir: &Path, images: &[(&str, &BuiltImage)]) -> PathBuf {

@@ -9,7 +9,6 @@ use std::process::Output;
 use img::layout::Layout;
 use img::test_image::{COMMON_APPLETS, TestImage, busybox_layer};
 use img_e2e::{Store, assert_success, json_lines, stderr};
-use serde_json::json;
 
 /// Runs `img-build --check` on a Dockerfile written into a fresh context.
 fn check(store: &Store, dockerfile: &str) -> Output {
@@ -242,12 +241,7 @@ fn count_files(dir: &Path) -> usize {
 fn a_build_shows_the_warnings_and_still_builds() {
     let store = Store::new();
     let layout = Layout::open_or_create(store.layout()).unwrap();
-    TestImage::new()
-        .layer(busybox_layer(&COMMON_APPLETS).unwrap())
-        .run_config("Cmd", json!(["/bin/sh"]))
-        .build()
-        .write_to(&layout, Some("localhost/busybox:1"))
-        .unwrap();
+    TestImage::busybox(&[]).build().write_to(&layout, Some("localhost/busybox:1")).unwrap();
     let ctx = tempfile::tempdir().unwrap();
     fs::write(ctx.path().join("Dockerfile"), "FROM localhost/busybox:1\nMAINTAINER me\nCMD echo hi\n")
         .unwrap();

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use img::layout::Layout;
-use img::test_image::{BuiltImage, BuiltIndex, COMMON_APPLETS, Entry, Layer, TestImage, busybox_layer};
+use img::test_image::{BuiltImage, BuiltIndex, Entry, Layer, TestImage};
 use img_e2e::registry::{Fault, Proxy, Registry};
 use img_e2e::{Store, assert_success, json_lines, require, stderr};
 use serde_json::{Value, json};
@@ -379,12 +379,7 @@ fn records_on_stdin_from_img_pull() {
 fn history_is_matched_to_the_layers_of_a_built_image() {
     let store = Store::new();
     let layout = Layout::open_or_create(store.layout()).unwrap();
-    TestImage::new()
-        .layer(busybox_layer(&COMMON_APPLETS).unwrap())
-        .run_config("Cmd", json!(["/bin/sh"]))
-        .build()
-        .write_to(&layout, Some("localhost/busybox:1"))
-        .unwrap();
+    TestImage::busybox(&[]).build().write_to(&layout, Some("localhost/busybox:1")).unwrap();
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(ctx.path().join("hello.txt"), "hello\n").unwrap();
     std::fs::write(

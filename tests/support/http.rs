@@ -1,11 +1,13 @@
-//! The little HTTP the tests' own servers speak (the hostile registry, the paging proxy).
+//! The little HTTP the tests' own servers speak (the hostile registry, the fault-injecting
+//! proxy in front of the real one, the paging proxy).
 
 use std::io::{BufRead, Result};
 
 /// The most header lines a request may have before the server hangs up.
 const MAX_HEAD_LINES: usize = 100;
 
-/// Reads one request's head: its request line and header lines, without their line ends.
+/// Reads one request's (or response's) head: its first line and header lines, without their
+/// line ends.
 /// `None` when the client hung up first, sent more than [`MAX_HEAD_LINES`], or sent no line.
 pub fn read_head(reader: &mut impl BufRead) -> Result<Option<Vec<String>>> {
     let mut head = Vec::new();

@@ -528,20 +528,6 @@ impl Drop for Proxy {
     }
 }
 
-fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Vec<String>>> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        if line == "\r\n" || line == "\n" {
-            return Ok(Some(lines));
-        }
-        lines.push(line.trim_end().to_string());
-    }
-}
-
 fn content_length(head: &[String]) -> u64 {
     head.iter()
         .filter_map(|l| l.split_once(':'))
@@ -554,7 +540,7 @@ fn proxy_connection(client: TcpStream, upstream_port: u16, state: &ProxyState) -
     let mut from_client = BufReader::new(client.try_clone()?);
     let mut to_client = client;
     loop {
-        let Some(head) = read_head(&mut from_client)? else { return Ok(()) };
+        let Some(head) = crate::http::read_head(&mut from_client)? else { return Ok(()) };
         let request_line = head.first().cloned().unwrap_or_default();
         let mut body = vec![0u8; content_length(&head) as usize];
         from_client.read_exact(&mut body)?;
@@ -611,7 +597,7 @@ fn proxy_connection(client: TcpStream, upstream_port: u16, state: &ProxyState) -
         upstream.write_all(out.as_bytes())?;
         upstream.write_all(&body)?;
         let mut from_upstream = BufReader::new(upstream);
-        let Some(resp_head) = read_head(&mut from_upstream)? else { return Ok(()) };
+        let Some(resp_head) = crate::http::read_head(&mut from_upstream)? else { return Ok(()) };
         let is_head = request_line.starts_with("HEAD ");
         let length = if is_head { 0 } else { content_length(&resp_head) };
         let is_blob_get = request_line.starts_with("GET ") && request_line.contains("/blobs/sha256:");
